@@ -1,0 +1,7 @@
+"""Shared test setup: make the repository root importable (train_gpt2, fineweb, hellaswag)."""
+import os
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
