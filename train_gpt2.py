@@ -4,6 +4,7 @@ GPT-2 (124M) from scratch, in one file: the model, the data loader, the learning
 Read it top to bottom: model -> data -> evaluation -> main().
 """
 import math
+import os
 from dataclasses import dataclass
 
 import torch
@@ -93,3 +94,37 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd),  # GPT-2 adds a final LayerNorm before the output head
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+
+    # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
+    # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
+    CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    OPENAI_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path):
+        """OpenAI's weights ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl") or any local directory written by
+        transformers' GPT2LMHeadModel.save_pretrained, in our module tree. The shape comes from the checkpoint's
+        config."""
+        if name_or_path not in cls.OPENAI_MODELS and not os.path.isdir(name_or_path):
+            raise ValueError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or a "
+                             "directory written by GPT2LMHeadModel.save_pretrained")
+        from transformers import GPT2LMHeadModel  # imported here: training from scratch does not need transformers
+
+        hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
+        hf = hf_model.config
+        config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
+                           n_head=hf.n_head, n_embd=hf.n_embd)
+        model = cls(config)
+        sd = model.state_dict()
+        # The HF model also carries the attention mask as a buffer in older versions; it is not a weight.
+        sd_hf = {k: v for k, v in hf_model.state_dict().items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        if set(sd) != set(sd_hf):
+            raise ValueError(f"{name_or_path}: not a GPT-2 checkpoint; missing {sorted(set(sd) - set(sd_hf))}, "
+                             f"unexpected {sorted(set(sd_hf) - set(sd))}")
+        with torch.no_grad():
+            for name, tensor in sd_hf.items():
+                if name.endswith(cls.CONV1D_WEIGHTS):
+                    tensor = tensor.t()
+                assert sd[name].shape == tensor.shape, f"{name}: {tuple(sd[name].shape)} vs {tuple(tensor.shape)}"
+                sd[name].copy_(tensor)
+        return model

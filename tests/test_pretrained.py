@@ -1,0 +1,38 @@
+"""Loading GPT-2 weights, checked against HuggingFace's GPT2LMHeadModel on random-init local checkpoints.
+
+OpenAI's real weights cannot be downloaded offline; a random-init model written by save_pretrained goes through the
+same loading code (the same config fields, the same Conv1D layout)."""
+import pytest
+import torch
+from transformers import GPT2Config, GPT2LMHeadModel
+
+from train_gpt2 import GPT
+
+SHAPES = [
+    dict(n_layer=2, n_head=2, n_embd=64, n_positions=128, vocab_size=50257),
+    dict(n_layer=3, n_head=4, n_embd=96, n_positions=64, vocab_size=50257),
+]
+
+
+@pytest.fixture(scope="module", params=SHAPES, ids=lambda s: f"L{s['n_layer']}-C{s['n_embd']}")
+def hf_checkpoint(request, tmp_path_factory):
+    torch.manual_seed(0)
+    hf_model = GPT2LMHeadModel(GPT2Config(**request.param)).eval()
+    path = tmp_path_factory.mktemp("hf") / "model"
+    hf_model.save_pretrained(path)
+    return str(path), hf_model
+
+
+def test_from_pretrained_copies_every_weight(hf_checkpoint):
+    path, hf_model = hf_checkpoint
+    ours = GPT.from_pretrained(path).state_dict()
+    hf = hf_model.state_dict()
+    assert ours["transformer.h.0.attn.c_attn.weight"].shape == hf["transformer.h.0.attn.c_attn.weight"].t().shape
+    for name, tensor in ours.items():
+        expected = hf[name].t() if name.endswith(GPT.CONV1D_WEIGHTS) else hf[name]
+        assert torch.equal(tensor, expected), name
+
+
+def test_from_pretrained_rejects_unknown_names():
+    with pytest.raises(ValueError, match="gpt2-medium"):
+        GPT.from_pretrained("gpt3-not-a-model")
