@@ -95,6 +95,22 @@ class GPT(nn.Module):
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
 
+    def forward(self, idx, targets=None):
+        """idx: (B, T) token ids. Returns the logits (B, T, V) and, when targets (B, T) are given, the mean
+        cross-entropy of predicting each target from the tokens up to it."""
+        B, T = idx.size()
+        assert T <= self.config.block_size, f"sequence of length {T} is longer than block_size {self.config.block_size}"
+        pos = torch.arange(0, T, dtype=torch.long, device=idx.device)  # (T,)
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C) broadcasts over B
+        for block in self.transformer.h:
+            x = block(x)
+        x = self.transformer.ln_f(x)
+        logits = self.lm_head(x)  # (B, T, V)
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) against (B*T,)
+        return logits, loss
+
     # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
     # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
     CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
