@@ -3,10 +3,12 @@ GPT-2 (124M) from scratch, in one file: the model, the data loader, the learning
 
 Read it top to bottom: model -> data -> evaluation -> main().
 """
+import argparse
 import math
 import os
 from dataclasses import dataclass
 
+import tiktoken
 import torch
 import torch.nn as nn
 from torch.nn import functional as F
@@ -111,6 +113,21 @@ class GPT(nn.Module):
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) against (B*T,)
         return logits, loss
 
+    @torch.no_grad()
+    def generate(self, idx, max_new_tokens, top_k=50, generator=None):
+        """Extend idx (B, T) by max_new_tokens tokens, each drawn from the top_k most likely next tokens (top_k=1 is
+        greedy decoding). Pass a seeded torch.Generator on idx's device for reproducible samples."""
+        for _ in range(max_new_tokens):
+            idx_cond = idx[:, -self.config.block_size:]  # the model cannot look further back than block_size
+            logits, _ = self(idx_cond)
+            logits = logits[:, -1, :]  # (B, V): only the last position predicts the next token
+            # Sampling only among the top k keeps the model away from the long tail of unlikely tokens.
+            topk_logits, topk_idx = torch.topk(logits, top_k, dim=-1)  # (B, k)
+            probs = F.softmax(topk_logits, dim=-1)  # (B, k)
+            choice = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1), a position in the top k
+            idx = torch.cat((idx, torch.gather(topk_idx, -1, choice)), dim=1)  # (B, T + 1)
+        return idx
+
     # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
     # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
     CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
@@ -144,3 +161,45 @@ class GPT(nn.Module):
                 assert sd[name].shape == tensor.shape, f"{name}: {tuple(sd[name].shape)} vs {tuple(tensor.shape)}"
                 sd[name].copy_(tensor)
         return model
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Evaluation helpers
+
+
+def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50):
+    """num_samples continuations of prompt, as strings, reproducible for a given seed."""
+    tokens = torch.tensor(enc.encode(prompt), dtype=torch.long, device=device)
+    idx = tokens.unsqueeze(0).repeat(num_samples, 1)  # (num_samples, T)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    out = model.generate(idx, max_new_tokens, top_k=top_k, generator=generator)
+    return [enc.decode(row.tolist()) for row in out]
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Main
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description="Train GPT-2 from scratch, or sample from OpenAI's GPT-2.")
+    parser.add_argument("--init_from", default="gpt2",
+                        help="an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local directory written "
+                             "by GPT2LMHeadModel.save_pretrained")
+    parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
+    parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
+    parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
+    parser.add_argument("--max_new_tokens", type=int, default=30, help="length of each continuation, in tokens")
+    return parser.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    device = "cpu"
+    model = GPT.from_pretrained(args.init_from).to(device).eval()
+    enc = tiktoken.get_encoding("gpt2")
+    for text in sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
+        print(">", text)
+
+
+if __name__ == "__main__":
+    main()

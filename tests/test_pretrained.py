@@ -51,3 +51,14 @@ def test_logits_match_huggingface(hf_checkpoint):
         _, shifted_loss = model(idx[:, :-1], targets=idx[:, 1:])
     assert abs(shifted_loss.item() - theirs.loss.item()) < 1e-4
     assert loss.item() > 0
+
+
+def test_greedy_generation_matches_huggingface(hf_checkpoint):
+    path, hf_model = hf_checkpoint
+    model = GPT.from_pretrained(path).eval()
+    prompt = torch.tensor([[15496, 11, 314, 1101, 257, 3303, 2746, 11]])  # "Hello, I'm a language model,"
+    ours = model.generate(prompt, max_new_tokens=20, top_k=1)
+    theirs = hf_model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20, do_sample=False,
+                               pad_token_id=50256)
+    assert ours.shape == (1, 28)
+    assert torch.equal(ours, theirs)
