@@ -180,11 +180,33 @@ def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=
 # Main
 
 
+def pick_device(requested="auto"):
+    """The device to run on and its type ("cuda", "mps" or "cpu"): the fastest one present unless one is asked for."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            requested = "cuda"
+        elif hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+            requested = "mps"  # Apple silicon GPU
+        else:
+            requested = "cpu"
+    device_type = requested.split(":")[0]
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {requested}: this machine has no CUDA GPU (or torch was installed without CUDA); "
+                         "use --device cpu, or leave --device out to pick the best device present")
+    if device_type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise SystemExit(f"--device {requested}: MPS is not available here; use --device cpu")
+    if device_type not in ("cuda", "mps", "cpu"):
+        raise SystemExit(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    return requested, device_type
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train GPT-2 from scratch, or sample from OpenAI's GPT-2.")
     parser.add_argument("--init_from", default="gpt2",
                         help="an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local directory written "
                              "by GPT2LMHeadModel.save_pretrained")
+    parser.add_argument("--device", default="auto",
+                        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
@@ -194,7 +216,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    device = "cpu"
+    device, device_type = pick_device(args.device)
+    print(f"using device: {device}")
     model = GPT.from_pretrained(args.init_from).to(device).eval()
     enc = tiktoken.get_encoding("gpt2")
     for text in sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
