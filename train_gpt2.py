@@ -4,8 +4,10 @@ GPT-2 (124M) from scratch, in one file: the model, the data loader, the learning
 Read it top to bottom: model -> data -> evaluation -> main().
 """
 import argparse
+import hashlib
 import math
 import os
+import urllib.request
 from dataclasses import dataclass
 
 import tiktoken
@@ -164,6 +166,58 @@ class GPT(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Data
+
+# Tiny Shakespeare, the char-rnn corpus (1,115,394 bytes); fetched on first use, never committed.
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def fetch_tiny_shakespeare(path="input.txt"):
+    """Make sure `path` holds tiny Shakespeare: download it if missing, and check its sha256 either way.
+
+    The download goes to a temporary name and is renamed only once its checksum is right, so a failed or tampered
+    download never leaves a file that a later run would take for the real one."""
+    if not os.path.exists(path):
+        tmp = path + ".tmp"
+        print(f"downloading tiny Shakespeare to {path}")
+        try:
+            with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=60) as response, open(tmp, "wb") as f:
+                f.write(response.read())
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise SystemExit(f"could not download tiny Shakespeare from {TINY_SHAKESPEARE_URL} ({e}); "
+                             f"download it by hand to {path}, or pass --data with a text file of your own")
+        if sha256_of(tmp) != TINY_SHAKESPEARE_SHA256:
+            os.remove(tmp)
+            raise SystemExit(f"the file downloaded from {TINY_SHAKESPEARE_URL} has the wrong sha256 "
+                             f"(expected {TINY_SHAKESPEARE_SHA256}); nothing was kept, try again later")
+        os.replace(tmp, path)
+    elif sha256_of(path) != TINY_SHAKESPEARE_SHA256:
+        raise SystemExit(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
+                         "to download it again, or, if it is your own text, give it another name and pass --data")
+
+
+def load_tokens(path):
+    """The GPT-2 tokens of a text file, as a 1-D LongTensor. A file named input.txt is tiny Shakespeare: fetched on
+    first use and checked."""
+    if os.path.basename(path) == "input.txt":
+        fetch_tiny_shakespeare(path)
+    if not os.path.isfile(path):
+        raise SystemExit(f"--data {path}: no such file; pass a text file such as input.txt")
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    enc = tiktoken.get_encoding("gpt2")
+    return torch.tensor(enc.encode_ordinary(text), dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Evaluation helpers
 
 
@@ -201,10 +255,20 @@ def pick_device(requested="auto"):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train GPT-2 from scratch, or sample from OpenAI's GPT-2.")
-    parser.add_argument("--init_from", default="gpt2",
-                        help="an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a local directory written "
-                             "by GPT2LMHeadModel.save_pretrained")
+    parser = argparse.ArgumentParser(description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample.")
+    parser.add_argument("--data", default="input.txt",
+                        help="training text file; input.txt is tiny Shakespeare, downloaded on first use")
+    parser.add_argument("--init_from", default="scratch",
+                        help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a "
+                             "local directory written by GPT2LMHeadModel.save_pretrained")
+    parser.add_argument("--n_layer", type=int, default=12, help="transformer blocks (scratch only)")
+    parser.add_argument("--n_head", type=int, default=12, help="attention heads per block (scratch only)")
+    parser.add_argument("--n_embd", type=int, default=768, help="width of the residual stream (scratch only)")
+    parser.add_argument("--vocab_size", type=int, default=50257, help="vocabulary size (scratch only)")
+    parser.add_argument("--batch_size", type=int, default=4, help="B: rows per batch")
+    parser.add_argument("--seq_len", type=int, default=32, help="T: tokens per row")
+    parser.add_argument("--max_steps", type=int, default=50, help="optimizer steps; 0 only samples")
+    parser.add_argument("--max_lr", type=float, default=3e-4, help="learning rate")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
@@ -218,7 +282,31 @@ def main(argv=None):
     args = parse_args(argv)
     device, device_type = pick_device(args.device)
     print(f"using device: {device}")
-    model = GPT.from_pretrained(args.init_from).to(device).eval()
+    torch.manual_seed(args.seed)
+
+    if args.init_from == "scratch":
+        config = GPTConfig(vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
+        model = GPT(config)
+    else:
+        model = GPT.from_pretrained(args.init_from)
+    model.to(device)
+
+    B, T = args.batch_size, args.seq_len
+    if args.max_steps > 0:
+        # First sanity check of the whole pipeline: a single batch, trained on over and over, must be memorised.
+        tokens = load_tokens(args.data)
+        buf = tokens[:B * T + 1].to(device)
+        x = buf[:-1].view(B, T)  # inputs
+        y = buf[1:].view(B, T)  # targets: the same tokens shifted by one
+        optimizer = torch.optim.AdamW(model.parameters(), lr=args.max_lr)
+        for step in range(args.max_steps):
+            optimizer.zero_grad()
+            logits, loss = model(x, y)
+            loss.backward()
+            optimizer.step()
+            print(f"step {step:4d} | loss {loss.item():.6f}")
+
+    model.eval()
     enc = tiktoken.get_encoding("gpt2")
     for text in sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
         print(">", text)
