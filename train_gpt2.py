@@ -217,6 +217,29 @@ def load_tokens(path):
     return torch.tensor(enc.encode_ordinary(text), dtype=torch.long)
 
 
+class DataLoaderLite:
+    """Serves (x, y) batches of B rows of T tokens, walking the token stream in order and wrapping around at its end.
+    y is x shifted by one token: at every position the model learns to predict the next token."""
+
+    def __init__(self, B, T, data="input.txt"):
+        self.B, self.T = B, T
+        self.tokens = load_tokens(data)
+        if len(self.tokens) < B * T + 1:
+            raise SystemExit(f"--data {data} holds {len(self.tokens):,} tokens, fewer than one batch needs "
+                             f"(B * T + 1 = {B * T + 1:,}); use a smaller --batch_size or --seq_len, or more text")
+        self.position = 0
+
+    def next_batch(self):
+        B, T = self.B, self.T
+        buf = self.tokens[self.position:self.position + B * T + 1]  # one extra token: the last target
+        x = buf[:-1].view(B, T)  # inputs
+        y = buf[1:].view(B, T)  # targets
+        self.position += B * T
+        if self.position + B * T + 1 > len(self.tokens):  # the next batch would run off the end: start over
+            self.position = 0
+        return x, y
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Evaluation helpers
 
@@ -293,13 +316,11 @@ def main(argv=None):
 
     B, T = args.batch_size, args.seq_len
     if args.max_steps > 0:
-        # First sanity check of the whole pipeline: a single batch, trained on over and over, must be memorised.
-        tokens = load_tokens(args.data)
-        buf = tokens[:B * T + 1].to(device)
-        x = buf[:-1].view(B, T)  # inputs
-        y = buf[1:].view(B, T)  # targets: the same tokens shifted by one
+        train_loader = DataLoaderLite(B, T, data=args.data)
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.max_lr)
         for step in range(args.max_steps):
+            x, y = train_loader.next_batch()
+            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             logits, loss = model(x, y)
             loss.backward()

@@ -3,6 +3,7 @@ import io
 import os
 
 import pytest
+import torch
 
 import train_gpt2
 from train_gpt2 import fetch_tiny_shakespeare
@@ -45,3 +46,28 @@ def test_a_good_download_is_kept(tmp_path, monkeypatch, shakespeare):
     fetch_tiny_shakespeare(str(path))
     assert path.read_bytes() == real
     assert os.listdir(tmp_path) == ["input.txt"]
+
+
+def test_loader_walks_the_tokens_in_order_and_wraps_around(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("The quick brown fox jumps over the lazy dog. " * 5)
+    tokens = train_gpt2.load_tokens(str(path))
+    B, T = 2, 8
+    loader = train_gpt2.DataLoaderLite(B, T, data=str(path))
+    batches_per_pass = (len(tokens) - 1) // (B * T)
+    assert batches_per_pass >= 2
+    for i in range(batches_per_pass):
+        x, y = loader.next_batch()
+        start = i * B * T
+        assert x.shape == y.shape == (B, T)
+        assert torch.equal(x.flatten(), tokens[start:start + B * T])
+        assert torch.equal(y.flatten(), tokens[start + 1:start + B * T + 1])
+    x, _ = loader.next_batch()  # the stream is exhausted: back to the start
+    assert torch.equal(x.flatten(), tokens[:B * T])
+
+
+def test_loader_refuses_text_shorter_than_one_batch(tmp_path):
+    path = tmp_path / "short.txt"
+    path.write_text("too short")
+    with pytest.raises(SystemExit, match="fewer than one batch"):
+        train_gpt2.DataLoaderLite(4, 64, data=str(path))
