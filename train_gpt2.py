@@ -98,6 +98,10 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd),  # GPT-2 adds a final LayerNorm before the output head
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        # Weight tying (Press & Wolf 2017, used by GPT-2): the output head reuses the token embedding matrix, since
+        # tokens that mean alike should be embedded alike and predicted alike. It saves 38.6M of the 163M
+        # parameters the 124M model would otherwise have.
+        self.transformer.wte.weight = self.lm_head.weight
 
     def forward(self, idx, targets=None):
         """idx: (B, T) token ids. Returns the logits (B, T, V) and, when targets (B, T) are given, the mean

@@ -31,3 +31,11 @@ def test_attention_is_causal():
     y2 = attn(x2)
     assert torch.allclose(y[:, :5], y2[:, :5])
     assert not torch.allclose(y[:, 5:], y2[:, 5:])
+
+
+def test_gpt2_124m_parameter_count_and_tied_embeddings():
+    model = GPT(GPTConfig())
+    # parameters() yields a shared tensor once, so the tied embedding is counted once.
+    assert sum(p.numel() for p in model.parameters()) == 124_439_808
+    assert model.transformer.wte.weight is model.lm_head.weight
+    assert model.transformer.wte.weight.data_ptr() == model.lm_head.weight.data_ptr()
