@@ -38,6 +38,7 @@ class CausalSelfAttention(nn.Module):
         # query, key and value for all heads in one matmul (OpenAI's checkpoint stores them as one tensor)
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.c_proj.is_residual_projection = True  # see GPT._init_weights
         self.n_head = config.n_head
         self.n_embd = config.n_embd
         # Lower-triangular mask: position t may only look at positions <= t. Not part of the weights, so it is
@@ -66,6 +67,7 @@ class MLP(nn.Module):
         # GPT-2 was trained with the tanh approximation of GELU; use it so OpenAI's weights give OpenAI's outputs.
         self.gelu = nn.GELU(approximate="tanh")
         self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.c_proj.is_residual_projection = True  # see GPT._init_weights
 
     def forward(self, x):
         return self.c_proj(self.gelu(self.c_fc(x)))
@@ -102,6 +104,22 @@ class GPT(nn.Module):
         # tokens that mean alike should be embedded alike and predicted alike. It saves 38.6M of the 163M
         # parameters the 124M model would otherwise have.
         self.transformer.wte.weight = self.lm_head.weight
+        self.apply(self._init_weights)
+
+    def _init_weights(self, module):
+        # GPT-2's initialisation (as in OpenAI's released code): normal(0, 0.02) weights and zero biases.
+        if isinstance(module, nn.Linear):
+            std = 0.02
+            if getattr(module, "is_residual_projection", False):
+                # GPT-2 paper, section 2.3: each block adds to the residual stream twice (attention and MLP), so the
+                # stream's variance grows with the number of additions. Scaling the layers that write into it by
+                # 1/sqrt(number of additions) keeps the variance at the top of the stack where it is at the bottom.
+                std *= (2 * self.config.n_layer) ** -0.5
+            torch.nn.init.normal_(module.weight, mean=0.0, std=std)
+            if module.bias is not None:
+                torch.nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
     def forward(self, idx, targets=None):
         """idx: (B, T) token ids. Returns the logits (B, T, V) and, when targets (B, T) are given, the mean

@@ -39,3 +39,33 @@ def test_gpt2_124m_parameter_count_and_tied_embeddings():
     assert sum(p.numel() for p in model.parameters()) == 124_439_808
     assert model.transformer.wte.weight is model.lm_head.weight
     assert model.transformer.wte.weight.data_ptr() == model.lm_head.weight.data_ptr()
+
+
+def test_gpt2_initialisation():
+    torch.manual_seed(0)
+    n_layer = 6
+    model = GPT(GPTConfig(block_size=256, vocab_size=5000, n_layer=n_layer, n_head=8, n_embd=512))
+    scaled = 0.02 / (2 * n_layer) ** 0.5
+    for block in model.transformer.h:
+        for proj in (block.attn.c_proj, block.mlp.c_proj):
+            assert abs(proj.weight.std().item() / scaled - 1) < 0.03
+            assert proj.weight.mean().abs().item() < scaled * 0.05
+        for fc in (block.attn.c_attn, block.mlp.c_fc):
+            assert abs(fc.weight.std().item() / 0.02 - 1) < 0.03
+    for name, p in model.named_parameters():
+        if name.endswith(".bias") and "ln_" not in name:
+            assert torch.count_nonzero(p) == 0, name
+    assert abs(model.transformer.wpe.weight.std().item() / 0.02 - 1) < 0.03
+    assert abs(model.lm_head.weight.std().item() / 0.02 - 1) < 0.03
+
+
+def test_initialisation_is_seeded():
+    config = GPTConfig(block_size=32, vocab_size=100, n_layer=2, n_head=2, n_embd=32)
+    torch.manual_seed(3)
+    a = GPT(config).state_dict()
+    torch.manual_seed(3)
+    b = GPT(config).state_dict()
+    torch.manual_seed(4)
+    c = GPT(config).state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not torch.equal(a["transformer.h.0.mlp.c_fc.weight"], c["transformer.h.0.mlp.c_fc.weight"])
