@@ -7,6 +7,7 @@ import argparse
 import hashlib
 import math
 import os
+import time
 import urllib.request
 from dataclasses import dataclass
 
@@ -136,6 +137,13 @@ class GPT(nn.Module):
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) against (B*T,)
         return logits, loss
+
+    def flops_per_token(self, T):
+        """Training FLOPs per token (forward + backward) at sequence length T, by the formula in the PaLM paper's
+        appendix B: 6 per parameter for the matmuls (position embeddings are a lookup, not a matmul) plus the
+        attention scores and their weighted sum, 12 * n_layer * n_embd * T."""
+        n_params = sum(p.numel() for p in self.parameters()) - self.transformer.wpe.weight.numel()
+        return 6 * n_params + 12 * self.config.n_layer * self.config.n_embd * T
 
     @torch.no_grad()
     def generate(self, idx, max_new_tokens, top_k=50, generator=None):
@@ -278,6 +286,27 @@ def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=
 # ----------------------------------------------------------------------------------------------------------------------
 # Main
 
+# Dense bf16 peaks from NVIDIA's datasheets, in FLOP/s. MFU is reported only for devices listed here: a wrong peak
+# would make a wrong MFU look precise.
+PEAK_BF16_FLOPS = {"A100": 312e12, "H100": 989e12}
+
+
+def peak_flops(device_type):
+    if device_type != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    if "H100" in name and ("PCIe" in name or "NVL" in name):
+        return None  # the datasheet figure above is the SXM part's; these variants peak lower
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+def synchronize(device_type):
+    """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+    elif device_type == "mps":
+        torch.mps.synchronize()
+
 
 def pick_device(requested="auto"):
     """The device to run on and its type ("cuda", "mps" or "cpu"): the fastest one present unless one is asked for."""
@@ -340,14 +369,20 @@ def main(argv=None):
     if args.max_steps > 0:
         train_loader = DataLoaderLite(B, T, data=args.data)
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.max_lr)
+        peak = peak_flops(device_type)
+        flops_per_step = model.flops_per_token(T) * B * T
         for step in range(args.max_steps):
+            t0 = time.perf_counter()
             x, y = train_loader.next_batch()
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
             logits, loss = model(x, y)
             loss.backward()
             optimizer.step()
-            print(f"step {step:4d} | loss {loss.item():.6f}")
+            synchronize(device_type)
+            dt = time.perf_counter() - t0
+            mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
+            print(f"step {step:4d} | loss {loss.item():.6f} | dt {dt * 1000:.1f}ms | tok/s {B * T / dt:,.0f}{mfu}")
 
     model.eval()
     enc = tiktoken.get_encoding("gpt2")

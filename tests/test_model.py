@@ -69,3 +69,12 @@ def test_initialisation_is_seeded():
     c = GPT(config).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert not torch.equal(a["transformer.h.0.mlp.c_fc.weight"], c["transformer.h.0.mlp.c_fc.weight"])
+
+
+def test_flops_per_token_follows_the_palm_formula():
+    config = GPTConfig(block_size=64, vocab_size=1000, n_layer=3, n_head=4, n_embd=32)
+    model = GPT(config)
+    # Counted by hand from the shapes: per block 4 weight matrices + biases + 2 LayerNorms; then wte and ln_f.
+    per_block = (32 * 96 + 96) + (32 * 32 + 32) + (32 * 128 + 128) + (128 * 32 + 32) + 2 * (2 * 32)
+    non_embedding_pos = 3 * per_block + 1000 * 32 + 2 * 32
+    assert model.flops_per_token(64) == 6 * non_embedding_pos + 12 * 3 * 32 * 64
