@@ -357,6 +357,10 @@ def main(argv=None):
     device, device_type = pick_device(args.device)
     print(f"using device: {device}")
     torch.manual_seed(args.seed)
+    if device_type == "cuda":
+        # TF32: fp32 matmuls on tensor cores with a 10-bit mantissa, several times faster on A100/H100. Training is
+        # not hurt by the lost precision. Only on CUDA: on a CPU the setting could trade precision for nothing.
+        torch.set_float32_matmul_precision("high")
 
     if args.init_from == "scratch":
         config = GPTConfig(vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
