@@ -4,6 +4,7 @@ GPT-2 (124M) from scratch, in one file: the model, the data loader, the learning
 Read it top to bottom: model -> data -> evaluation -> main().
 """
 import argparse
+import contextlib
 import hashlib
 import math
 import os
@@ -300,6 +301,29 @@ def peak_flops(device_type):
     return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
 
 
+def pick_autocast_dtype(requested, device_type):
+    """The dtype that matmuls run in under autocast, or None for plain float32."""
+    if requested != "auto":
+        return {"float32": None, "bfloat16": torch.bfloat16}[requested]
+    if device_type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device_type == "cpu":
+        # bf16 pays off only where the CPU has bf16 instructions (AVX512-BF16, AMX); elsewhere it is emulated and
+        # slower than fp32. Measured on an AMD EPYC with AVX512-BF16: BENCHMARKS.md.
+        has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        return torch.bfloat16 if has_bf16 or has_amx else None
+    return None  # mps: keep float32
+
+
+def autocast(device_type, dtype):
+    """Mixed precision for the forward pass and the loss: matmuls in dtype, precision-sensitive ops (softmax,
+    LayerNorm, the loss) kept in float32 by autocast itself. Parameters and gradients stay float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
 def synchronize(device_type):
     """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
     if device_type == "cuda":
@@ -345,6 +369,9 @@ def parse_args(argv=None):
     parser.add_argument("--max_lr", type=float, default=3e-4, help="learning rate")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                        help="autocast dtype of the forward pass; auto is bfloat16 on CUDA and on CPUs with bf16 "
+                             "instructions, float32 elsewhere")
     parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
@@ -361,6 +388,8 @@ def main(argv=None):
         # TF32: fp32 matmuls on tensor cores with a 10-bit mantissa, several times faster on A100/H100. Training is
         # not hurt by the lost precision. Only on CUDA: on a CPU the setting could trade precision for nothing.
         torch.set_float32_matmul_precision("high")
+    amp_dtype = pick_autocast_dtype(args.dtype, device_type)
+    print(f"autocast dtype: {amp_dtype or 'none (float32)'}")
 
     if args.init_from == "scratch":
         config = GPTConfig(vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
@@ -380,7 +409,8 @@ def main(argv=None):
             x, y = train_loader.next_batch()
             x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
-            logits, loss = model(x, y)
+            with autocast(device_type, amp_dtype):
+                logits, loss = model(x, y)
             loss.backward()
             optimizer.step()
             synchronize(device_type)

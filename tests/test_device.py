@@ -28,3 +28,24 @@ def test_cuda_without_a_gpu_is_refused_clearly():
 def test_unknown_device_is_refused_clearly():
     with pytest.raises(SystemExit, match="unknown device"):
         pick_device("tpu")
+
+
+def test_autocast_dtype_choice():
+    from train_gpt2 import pick_autocast_dtype
+    assert pick_autocast_dtype("float32", "cpu") is None
+    assert pick_autocast_dtype("bfloat16", "cpu") is torch.bfloat16
+    assert pick_autocast_dtype("auto", "mps") is None
+    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    assert pick_autocast_dtype("auto", "cpu") is (torch.bfloat16 if native_bf16 else None)
+
+
+def test_bf16_autocast_loss_is_close_to_float32():
+    from train_gpt2 import GPT, GPTConfig, autocast
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=512, n_layer=2, n_head=2, n_embd=64))
+    x = torch.randint(0, 512, (4, 64))
+    _, fp32 = model(x, x)
+    with autocast("cpu", torch.bfloat16):
+        logits, bf16 = model(x, x)
+    assert logits.dtype == torch.bfloat16  # the matmuls really ran in bf16
+    assert abs(bf16.item() - fp32.item()) < 1e-2 * fp32.item()
