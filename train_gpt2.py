@@ -8,6 +8,7 @@ import contextlib
 import hashlib
 import math
 import os
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass
@@ -372,6 +373,8 @@ def parse_args(argv=None):
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="autocast dtype of the forward pass; auto is bfloat16 on CUDA and on CPUs with bf16 "
                              "instructions, float32 elsewhere")
+    parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                        help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
     parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
@@ -397,13 +400,24 @@ def main(argv=None):
     else:
         model = GPT.from_pretrained(args.init_from)
     model.to(device)
+    use_compile = args.compile
+    if use_compile is None:
+        # On by default where it is measured to help (BENCHMARKS.md). Windows lacks the C++ toolchain that compiling
+        # for the CPU needs as often as not; MPS support is young.
+        use_compile = device_type == "cuda" or (device_type == "cpu" and sys.platform != "win32")
+    raw_model = model  # the plain module: same parameters, used for whatever must not go through the compiled graph
+    if use_compile:
+        # torch.compile fuses the elementwise work between matmuls into a few kernels and skips Python overhead.
+        # The training step always has the same shapes, so it compiles once. Sampling (raw_model.generate) grows
+        # the sequence by one token per call, which would recompile at every length: it uses the raw module.
+        model = torch.compile(model)
 
     B, T = args.batch_size, args.seq_len
     if args.max_steps > 0:
         train_loader = DataLoaderLite(B, T, data=args.data)
         optimizer = torch.optim.AdamW(model.parameters(), lr=args.max_lr)
         peak = peak_flops(device_type)
-        flops_per_step = model.flops_per_token(T) * B * T
+        flops_per_step = raw_model.flops_per_token(T) * B * T
         for step in range(args.max_steps):
             t0 = time.perf_counter()
             x, y = train_loader.next_batch()
@@ -418,9 +432,9 @@ def main(argv=None):
             mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
             print(f"step {step:4d} | loss {loss.item():.6f} | dt {dt * 1000:.1f}ms | tok/s {B * T / dt:,.0f}{mfu}")
 
-    model.eval()
+    raw_model.eval()
     enc = tiktoken.get_encoding("gpt2")
-    for text in sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
+    for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
         print(">", text)
 
 
