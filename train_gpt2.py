@@ -6,7 +6,6 @@ Read it top to bottom: model -> data -> evaluation -> main().
 import argparse
 import contextlib
 import hashlib
-import math
 import os
 import sys
 import time
@@ -44,10 +43,6 @@ class CausalSelfAttention(nn.Module):
         self.c_proj.is_residual_projection = True  # see GPT._init_weights
         self.n_head = config.n_head
         self.n_embd = config.n_embd
-        # Lower-triangular mask: position t may only look at positions <= t. Not part of the weights, so it is
-        # not saved with them (persistent=False).
-        mask = torch.tril(torch.ones(config.block_size, config.block_size, dtype=torch.bool))
-        self.register_buffer("bias", mask.view(1, 1, config.block_size, config.block_size), persistent=False)
 
     def forward(self, x):
         B, T, C = x.size()
@@ -55,10 +50,10 @@ class CausalSelfAttention(nn.Module):
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
-        att = (q @ k.transpose(-2, -1)) * (1.0 / math.sqrt(k.size(-1)))  # (B, nh, T, T)
-        att = att.masked_fill(~self.bias[:, :, :T, :T], float("-inf"))
-        att = F.softmax(att, dim=-1)
-        y = att @ v  # (B, nh, T, hs)
+        # softmax(q k^T / sqrt(hs) + causal mask) v, computed by a fused kernel (FlashAttention on recent GPUs, Dao
+        # et al. 2022) that never writes the (T, T) attention matrix to memory. Same result, much less memory
+        # traffic. is_causal=True is the mask: position t attends to positions <= t.
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.c_proj(y)
 

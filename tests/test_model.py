@@ -78,3 +78,25 @@ def test_flops_per_token_follows_the_palm_formula():
     per_block = (32 * 96 + 96) + (32 * 32 + 32) + (32 * 128 + 128) + (128 * 32 + 32) + 2 * (2 * 32)
     non_embedding_pos = 3 * per_block + 1000 * 32 + 2 * 32
     assert model.flops_per_token(64) == 6 * non_embedding_pos + 12 * 3 * 32 * 64
+
+
+def explicit_attention(attn, x):
+    """The attention of the lecture's first version, written out: masked softmax(q k^T / sqrt(hs)) v."""
+    B, T, C = x.shape
+    nh = attn.n_head
+    q, k, v = attn.c_attn(x).split(C, dim=2)
+    q, k, v = (t.view(B, T, nh, C // nh).transpose(1, 2) for t in (q, k, v))  # (B, nh, T, hs)
+    att = q @ k.transpose(-2, -1) / (C // nh) ** 0.5  # (B, nh, T, T)
+    mask = torch.tril(torch.ones(T, T, dtype=torch.bool))
+    att = att.masked_fill(~mask, float("-inf")).softmax(dim=-1)
+    y = (att @ v).transpose(1, 2).reshape(B, T, C)
+    return attn.c_proj(y)
+
+
+def test_flash_attention_matches_explicit_attention():
+    torch.manual_seed(0)
+    config = GPTConfig(block_size=128, vocab_size=10, n_layer=1, n_head=4, n_embd=64)
+    attn = GPT(config).transformer.h[0].attn
+    x = torch.randn(3, 100, 64)
+    with torch.no_grad():
+        assert (attn(x) - explicit_attention(attn, x)).abs().max().item() < 1e-5
