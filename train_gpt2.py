@@ -23,6 +23,8 @@ from torch.nn import functional as F
 # ----------------------------------------------------------------------------------------------------------------------
 # The model
 
+GPT2_VOCAB_SIZE = 50257  # tokens the GPT-2 tokenizer can decode; a padded vocab_size adds rows past this
+
 
 @dataclass
 class GPTConfig:
@@ -149,9 +151,11 @@ class GPT(nn.Module):
         for _ in range(max_new_tokens):
             idx_cond = idx[:, -self.config.block_size:]  # the model cannot look further back than block_size
             logits, _ = self(idx_cond)
-            logits = logits[:, -1, :]  # (B, V): only the last position predicts the next token
+            # Only the last position predicts the next token. With a padded vocabulary (50304 for speed) the rows past
+            # the tokenizer's 50257 are never real tokens: cut them off so they can never be drawn or fail to decode.
+            logits = logits[:, -1, :GPT2_VOCAB_SIZE]  # (B, V) with V <= 50257
             # Sampling only among the top k keeps the model away from the long tail of unlikely tokens.
-            topk_logits, topk_idx = torch.topk(logits, top_k, dim=-1)  # (B, k)
+            topk_logits, topk_idx = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1)  # (B, k)
             probs = F.softmax(topk_logits, dim=-1)  # (B, k)
             choice = torch.multinomial(probs, num_samples=1, generator=generator)  # (B, 1), a position in the top k
             idx = torch.cat((idx, torch.gather(topk_idx, -1, choice)), dim=1)  # (B, T + 1)
@@ -358,7 +362,9 @@ def parse_args(argv=None):
     parser.add_argument("--n_layer", type=int, default=12, help="transformer blocks (scratch only)")
     parser.add_argument("--n_head", type=int, default=12, help="attention heads per block (scratch only)")
     parser.add_argument("--n_embd", type=int, default=768, help="width of the residual stream (scratch only)")
-    parser.add_argument("--vocab_size", type=int, default=50257, help="vocabulary size (scratch only)")
+    parser.add_argument("--vocab_size", type=int, default=50304,
+                        help="vocabulary size (scratch only); 50304 = GPT-2's 50257 padded to a multiple of 128, "
+                             "which GPU matmul kernels handle faster")
     parser.add_argument("--batch_size", type=int, default=4, help="B: rows per batch")
     parser.add_argument("--seq_len", type=int, default=32, help="T: tokens per row")
     parser.add_argument("--max_steps", type=int, default=50, help="optimizer steps; 0 only samples")

@@ -35,3 +35,23 @@ def test_top_k_restricts_the_choice():
     drawn = set(out[:, -1].tolist())
     assert drawn <= allowed
     assert len(drawn) > 1  # 64 draws from 3 choices: not all the same
+
+
+def test_padded_vocabulary_is_never_sampled():
+    import tiktoken
+    from train_gpt2 import GPT2_VOCAB_SIZE
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=64, vocab_size=50304, n_layer=1, n_head=2, n_embd=32)).eval()
+    enc = tiktoken.get_encoding("gpt2")
+    idx = torch.zeros((8, 1), dtype=torch.long)
+    out = model.generate(idx, 60, top_k=50304, generator=torch.Generator().manual_seed(0))  # the whole vocab
+    assert out.max().item() < GPT2_VOCAB_SIZE
+    [enc.decode(row.tolist()) for row in out]  # decoding never fails
+    # Even a model that puts almost all its mass on the padding rows never produces them.
+    with torch.no_grad():
+        model.lm_head.weight[GPT2_VOCAB_SIZE:] = 10.0
+        model.transformer.ln_f.bias.fill_(10.0)
+    logits, _ = model(idx)
+    assert logits[0, -1].argmax().item() >= GPT2_VOCAB_SIZE  # the trap is set
+    out = model.generate(idx, 20, top_k=50, generator=torch.Generator().manual_seed(0))
+    assert out.max().item() < GPT2_VOCAB_SIZE
