@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import hashlib
 import inspect
+import math
 import os
 import sys
 import time
@@ -273,6 +274,22 @@ class DataLoaderLite:
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Learning-rate schedule
+
+
+def get_lr(step, max_lr, min_lr, warmup_steps, max_steps):
+    """GPT-3's schedule (GPT-3 paper, section 2.3 and appendix B): linear warmup from max_lr / warmup_steps to max_lr
+    over the first warmup_steps steps, cosine decay to min_lr at max_steps, and min_lr after that."""
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps  # step + 1: the very first step already moves
+    if step >= max_steps:
+        return min_lr
+    decay_ratio = (step - warmup_steps) / (max_steps - warmup_steps)  # 0 -> 1
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # 1 -> 0
+    return min_lr + coeff * (max_lr - min_lr)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Evaluation helpers
 
 
@@ -368,8 +385,14 @@ def parse_args(argv=None):
                              "which GPU matmul kernels handle faster")
     parser.add_argument("--batch_size", type=int, default=4, help="B: rows per batch")
     parser.add_argument("--seq_len", type=int, default=32, help="T: tokens per row")
-    parser.add_argument("--max_steps", type=int, default=50, help="optimizer steps; 0 only samples")
-    parser.add_argument("--max_lr", type=float, default=3e-4, help="learning rate")
+    parser.add_argument("--max_steps", type=int, default=19073,
+                        help="optimizer steps; 0 only samples (19073 steps of 524,288 tokens = one pass over 10B tokens)")
+    parser.add_argument("--warmup_steps", type=int, default=715,
+                        help="steps of linear learning-rate warmup (GPT-3 warms up over 375M tokens = 715 steps here)")
+    parser.add_argument("--max_lr", type=float, default=6e-4,
+                        help="peak learning rate, after warmup (GPT-3 paper, table 2.1, for the 125M model)")
+    parser.add_argument("--min_lr", type=float, default=None,
+                        help="learning rate at the end of the cosine decay (default: 0.1 * max_lr, as in GPT-3)")
     parser.add_argument("--device", default="auto",
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
@@ -381,7 +404,13 @@ def parse_args(argv=None):
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=int, default=30, help="length of each continuation, in tokens")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.min_lr is None:
+        args.min_lr = 0.1 * args.max_lr
+    if 0 < args.max_steps < args.warmup_steps:
+        parser.error(f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the learning rate "
+                     "would never reach its peak; lower --warmup_steps")
+    return args
 
 
 def main(argv=None):
@@ -437,11 +466,14 @@ def main(argv=None):
             # Clip the global gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch with a huge gradient
             # cannot throw the model far. The norm is printed: a norm that keeps climbing is an early sign of trouble.
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             optimizer.step()
             synchronize(device_type)
             dt = time.perf_counter() - t0
             mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
-            print(f"step {step:4d} | loss {loss.item():.6f} | norm {norm.item():.4f} | dt {dt * 1000:.1f}ms | tok/s {B * T / dt:,.0f}{mfu}")
+            print(f"step {step:4d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | dt {dt * 1000:.1f}ms | tok/s {B * T / dt:,.0f}{mfu}")
 
     raw_model.eval()
     enc = tiktoken.get_encoding("gpt2")

@@ -1,0 +1,45 @@
+"""The learning-rate schedule: linear warmup, cosine decay, then flat at min_lr."""
+import math
+
+import pytest
+
+from train_gpt2 import get_lr, parse_args
+
+MAX_LR, MIN_LR, WARMUP, MAX_STEPS = 6e-4, 6e-5, 715, 19073
+
+
+def lr(step):
+    return get_lr(step, MAX_LR, MIN_LR, WARMUP, MAX_STEPS)
+
+
+def test_warmup_is_linear_from_the_first_step():
+    assert lr(0) == pytest.approx(MAX_LR / WARMUP)
+    assert lr(99) == pytest.approx(MAX_LR * 100 / WARMUP)
+    assert lr(WARMUP - 1) == pytest.approx(MAX_LR)  # the end of warmup reaches the peak
+    assert lr(WARMUP) == pytest.approx(MAX_LR)  # the decay starts from it
+
+
+def test_cosine_decay_to_min_lr():
+    halfway = WARMUP + (MAX_STEPS - WARMUP) // 2
+    assert lr(halfway) == pytest.approx((MAX_LR + MIN_LR) / 2, rel=1e-3)
+    quarter = WARMUP + (MAX_STEPS - WARMUP) // 4
+    assert lr(quarter) == pytest.approx(MIN_LR + (MAX_LR - MIN_LR) * (1 + math.cos(math.pi / 4)) / 2, rel=1e-3)
+    assert MIN_LR < lr(MAX_STEPS - 1) < MIN_LR * 1.0001
+    assert all(lr(s) >= lr(s + 1) for s in range(WARMUP, MAX_STEPS, 97))
+
+
+def test_min_lr_after_max_steps():
+    assert lr(MAX_STEPS) == MIN_LR
+    assert lr(MAX_STEPS + 1000) == MIN_LR
+
+
+def test_defaults_are_the_gpt3_125m_recipe():
+    args = parse_args([])
+    assert (args.max_lr, args.warmup_steps, args.max_steps) == (6e-4, 715, 19073)
+    assert args.min_lr == pytest.approx(0.1 * args.max_lr)
+
+
+def test_warmup_longer_than_the_run_is_refused(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--max_steps", "100", "--warmup_steps", "200"])
+    assert "lower --warmup_steps" in capsys.readouterr().err
