@@ -305,6 +305,37 @@ def get_lr(step, max_lr, min_lr, warmup_steps, max_steps):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Training step
+
+
+def grad_accum_steps_for(total_batch_size, B, T, world_size):
+    """How many micro-batches of B x T tokens each of world_size processes runs per optimizer step."""
+    per_micro_step = B * T * world_size
+    if total_batch_size % per_micro_step != 0:
+        raise SystemExit(f"--total_batch_size {total_batch_size:,} is not a multiple of batch_size * seq_len * "
+                         f"processes = {B} * {T} * {world_size} = {per_micro_step:,}: set --total_batch_size to a "
+                         f"multiple of {per_micro_step:,}, or change --batch_size / --seq_len")
+    return total_batch_size // per_micro_step
+
+
+def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_dtype):
+    """Leave in .grad the gradient of the mean loss over grad_accum_steps micro-batches, and return that mean loss
+    (detached). Lets a big batch (0.5M tokens for GPT-2) run as several small ones that fit in memory."""
+    loss_accum = torch.zeros((), device=device)
+    for _ in range(grad_accum_steps):
+        x, y = loader.next_batch()
+        x, y = x.to(device), y.to(device)
+        with autocast(device_type, amp_dtype):
+            _, loss = model(x, y)
+        # Each micro-step's loss is divided by grad_accum_steps: backward() *adds* into .grad, and we want the
+        # gradient of the mean over the whole batch, not of the sum of the micro-batch means.
+        loss = loss / grad_accum_steps
+        loss_accum += loss.detach()
+        loss.backward()
+    return loss_accum
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Evaluation helpers
 
 
@@ -400,8 +431,11 @@ def parse_args(argv=None):
     parser.add_argument("--vocab_size", type=int, default=50304,
                         help="vocabulary size (scratch only); 50304 = GPT-2's 50257 padded to a multiple of 128, "
                              "which GPU matmul kernels handle faster")
-    parser.add_argument("--batch_size", type=int, default=4, help="B: rows per batch")
-    parser.add_argument("--seq_len", type=int, default=32, help="T: tokens per row")
+    parser.add_argument("--batch_size", type=int, default=64, help="B: rows per micro-batch (per process)")
+    parser.add_argument("--seq_len", type=int, default=1024, help="T: tokens per row")
+    parser.add_argument("--total_batch_size", type=int, default=524288,
+                        help="tokens per optimizer step, reached by gradient accumulation (GPT-3 paper, table 2.1: "
+                             "0.5M for the 125M model; 2**19 here)")
     parser.add_argument("--max_steps", type=int, default=19073,
                         help="optimizer steps; 0 only samples (19073 steps of 524,288 tokens = one pass over 10B tokens)")
     parser.add_argument("--warmup_steps", type=int, default=715,
@@ -461,21 +495,19 @@ def main(argv=None):
         model = torch.compile(model)
 
     B, T = args.batch_size, args.seq_len
+    grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, 1)
+    print(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T}")
     if args.max_steps > 0:
         train_loader = DataLoaderLite(B, T, data=args.data)
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
             print(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
         peak = peak_flops(device_type)
-        flops_per_step = raw_model.flops_per_token(T) * B * T
+        flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
         for step in range(args.max_steps):
             t0 = time.perf_counter()
-            x, y = train_loader.next_batch()
-            x, y = x.to(device), y.to(device)
             optimizer.zero_grad()
-            with autocast(device_type, amp_dtype):
-                logits, loss = model(x, y)
-            loss.backward()
+            loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
             # Clip the global gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch with a huge gradient
             # cannot throw the model far. The norm is printed: a norm that keeps climbing is an early sign of trouble.
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -486,7 +518,7 @@ def main(argv=None):
             synchronize(device_type)
             dt = time.perf_counter() - t0
             mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
-            print(f"step {step:4d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | dt {dt * 1000:.1f}ms | tok/s {B * T / dt:,.0f}{mfu}")
+            print(f"step {step:4d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
 
     raw_model.eval()
     enc = tiktoken.get_encoding("gpt2")

@@ -34,3 +34,33 @@ def test_steps_match_torch_adamw_with_hand_built_groups():
             opt.step()
     for (name, pa), pb in zip(a.named_parameters(), b.parameters()):
         assert torch.equal(pa, pb), name
+
+
+def test_gradient_accumulation_equals_one_big_batch(tmp_path):
+    from train_gpt2 import DataLoaderLite, forward_backward
+    path = tmp_path / "text.txt"
+    path.write_text("It was the best of times, it was the worst of times, it was the age of wisdom. " * 30)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(block_size=32, vocab_size=50257, n_layer=2, n_head=2, n_embd=32))
+    K, B, T = 4, 2, 16
+    loss = forward_backward(model, DataLoaderLite(B, T, data=str(path)), K, "cpu", "cpu", None)
+    accumulated = {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    model.zero_grad()
+    x, y = DataLoaderLite(K * B, T, data=str(path)).next_batch()  # the same K*B rows in one batch
+    _, big_loss = model(x, y)
+    big_loss.backward()
+    assert abs(loss.item() - big_loss.item()) < 1e-6
+    for name, p in model.named_parameters():
+        assert torch.allclose(accumulated[name], p.grad, rtol=1e-5, atol=1e-7), name
+
+
+def test_a_total_batch_that_micro_batches_cannot_fill_is_refused():
+    import pytest
+    from train_gpt2 import grad_accum_steps_for
+    assert grad_accum_steps_for(524288, 64, 1024, 8) == 1
+    assert grad_accum_steps_for(524288, 16, 1024, 1) == 32
+    with pytest.raises(SystemExit, match="multiple of 3,072"):
+        grad_accum_steps_for(524288, 3, 1024, 1)
+    with pytest.raises(SystemExit, match=r"64 \* 1024 \* 3"):
+        grad_accum_steps_for(524288, 64, 1024, 3)
