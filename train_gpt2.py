@@ -16,8 +16,10 @@ from dataclasses import dataclass
 
 import tiktoken
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 # Shape letters used in the comments below: B batch, T time (sequence position), C channels (n_embd),
 # nh number of heads, hs head size (C // nh), V vocabulary size.
@@ -267,24 +269,29 @@ def load_tokens(path):
 
 class DataLoaderLite:
     """Serves (x, y) batches of B rows of T tokens, walking the token stream in order and wrapping around at its end.
-    y is x shifted by one token: at every position the model learns to predict the next token."""
+    y is x shifted by one token: at every position the model learns to predict the next token.
 
-    def __init__(self, B, T, data="input.txt"):
+    With several processes, process `rank` of `world_size` reads every world_size-th window of B*T tokens, so the
+    processes together read the stream in order, each window once."""
+
+    def __init__(self, B, T, rank=0, world_size=1, data="input.txt"):
         self.B, self.T = B, T
+        self.rank, self.world_size = rank, world_size
         self.tokens = load_tokens(data)
-        if len(self.tokens) < B * T + 1:
-            raise SystemExit(f"--data {data} holds {len(self.tokens):,} tokens, fewer than one batch needs "
-                             f"(B * T + 1 = {B * T + 1:,}); use a smaller --batch_size or --seq_len, or more text")
-        self.position = 0
+        if len(self.tokens) < B * T * world_size + 1:
+            raise SystemExit(f"--data {data} holds {len(self.tokens):,} tokens, fewer than one batch of every process "
+                             f"needs (B * T * processes + 1 = {B * T * world_size + 1:,}); use a smaller "
+                             "--batch_size or --seq_len, or more text")
+        self.position = B * T * rank
 
     def next_batch(self):
         B, T = self.B, self.T
         buf = self.tokens[self.position:self.position + B * T + 1]  # one extra token: the last target
         x = buf[:-1].view(B, T)  # inputs
         y = buf[1:].view(B, T)  # targets
-        self.position += B * T
+        self.position += B * T * self.world_size  # skip the windows of the other processes
         if self.position + B * T + 1 > len(self.tokens):  # the next batch would run off the end: start over
-            self.position = 0
+            self.position = B * T * self.rank
         return x, y
 
 
@@ -322,16 +329,20 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
     """Leave in .grad the gradient of the mean loss over grad_accum_steps micro-batches, and return that mean loss
     (detached). Lets a big batch (0.5M tokens for GPT-2) run as several small ones that fit in memory."""
     loss_accum = torch.zeros((), device=device)
-    for _ in range(grad_accum_steps):
+    for micro_step in range(grad_accum_steps):
         x, y = loader.next_batch()
         x, y = x.to(device), y.to(device)
-        with autocast(device_type, amp_dtype):
-            _, loss = model(x, y)
-        # Each micro-step's loss is divided by grad_accum_steps: backward() *adds* into .grad, and we want the
-        # gradient of the mean over the whole batch, not of the sum of the micro-batch means.
-        loss = loss / grad_accum_steps
-        loss_accum += loss.detach()
-        loss.backward()
+        # Under DDP, backward() averages the gradients over processes. That is needed once per optimizer step, not
+        # once per micro-step: no_sync() skips it until the last micro-step, whose backward averages the sums.
+        last = micro_step == grad_accum_steps - 1
+        with model.no_sync() if isinstance(model, DDP) and not last else contextlib.nullcontext():
+            with autocast(device_type, amp_dtype):
+                _, loss = model(x, y)
+            # Each micro-step's loss is divided by grad_accum_steps: backward() *adds* into .grad, and we want the
+            # gradient of the mean over the whole batch, not of the sum of the micro-batch means.
+            loss = loss / grad_accum_steps
+            loss_accum += loss.detach()
+            loss.backward()
     return loss_accum
 
 
@@ -464,17 +475,48 @@ def parse_args(argv=None):
     return args
 
 
+def setup_distributed(requested_device):
+    """The facts of this process: (ddp, rank, local_rank, world_size, device, device_type). torchrun sets RANK,
+    LOCAL_RANK and WORLD_SIZE; without them this is the only process."""
+    ddp = "RANK" in os.environ
+    if not ddp:
+        return (False, 0, 0, 1, *pick_device(requested_device))
+    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
+    device, device_type = pick_device(requested_device)
+    if device_type == "mps":
+        raise SystemExit("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or --device cpu")
+    if device_type == "cuda":
+        device = f"cuda:{local_rank}"  # one GPU per process, numbered within this machine
+        torch.cuda.set_device(device)
+    # NCCL moves gradients GPU to GPU; gloo is the CPU implementation.
+    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    return True, rank, local_rank, world_size, device, device_type
+
+
+def print0(*args, **kwargs):
+    """print, from the master process only (rank 0, or a run without torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(*args, **kwargs, flush=True)
+
+
 def main(argv=None):
     args = parse_args(argv)
-    device, device_type = pick_device(args.device)
-    print(f"using device: {device}")
-    torch.manual_seed(args.seed)
+    ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
+    master_process = rank == 0  # the one process that prints, samples and (later) writes files
+    print0(f"using device: {device}, {world_size} process(es)")
+    B, T = args.batch_size, args.seq_len
+    # Checked before any work is done, so a wrong batch size costs seconds, not a model build.
+    grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)
+    print0(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T} "
+           f"on each of {world_size} process(es)")
+
+    torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
     if device_type == "cuda":
         # TF32: fp32 matmuls on tensor cores with a 10-bit mantissa, several times faster on A100/H100. Training is
         # not hurt by the lost precision. Only on CUDA: on a CPU the setting could trade precision for nothing.
         torch.set_float32_matmul_precision("high")
     amp_dtype = pick_autocast_dtype(args.dtype, device_type)
-    print(f"autocast dtype: {amp_dtype or 'none (float32)'}")
+    print0(f"autocast dtype: {amp_dtype or 'none (float32)'}")
 
     if args.init_from == "scratch":
         config = GPTConfig(vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
@@ -493,21 +535,26 @@ def main(argv=None):
         # The training step always has the same shapes, so it compiles once. Sampling (raw_model.generate) grows
         # the sequence by one token per call, which would recompile at every length: it uses the raw module.
         model = torch.compile(model)
+    if ddp:
+        # DDP averages the gradients over processes during backward(), overlapping the communication with it.
+        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
-    B, T = args.batch_size, args.seq_len
-    grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, 1)
-    print(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T}")
     if args.max_steps > 0:
-        train_loader = DataLoaderLite(B, T, data=args.data)
+        train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, data=args.data)
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
-            print(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
+            print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
         peak = peak_flops(device_type)
         flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
         for step in range(args.max_steps):
             t0 = time.perf_counter()
             optimizer.zero_grad()
             loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
+            if ddp:
+                # Each process saw its own share of the batch; report the mean over all of them. (SUM then divide:
+                # gloo has no AVG.)
+                dist.all_reduce(loss, op=dist.ReduceOp.SUM)
+                loss /= world_size
             # Clip the global gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch with a huge gradient
             # cannot throw the model far. The norm is printed: a norm that keeps climbing is an early sign of trouble.
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -518,12 +565,16 @@ def main(argv=None):
             synchronize(device_type)
             dt = time.perf_counter() - t0
             mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
-            print(f"step {step:4d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
+            print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "
+                   f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
 
-    raw_model.eval()
-    enc = tiktoken.get_encoding("gpt2")
-    for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
-        print(">", text)
+    if master_process:
+        raw_model.eval()
+        enc = tiktoken.get_encoding("gpt2")
+        for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
+            print0(">", text)
+    if ddp:
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

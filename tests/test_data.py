@@ -71,3 +71,17 @@ def test_loader_refuses_text_shorter_than_one_batch(tmp_path):
     path.write_text("too short")
     with pytest.raises(SystemExit, match="fewer than one batch"):
         train_gpt2.DataLoaderLite(4, 64, data=str(path))
+
+
+def test_two_ranks_read_interleaved_windows_that_together_cover_the_stream(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("The quick brown fox jumps over the lazy dog. " * 20)
+    tokens = train_gpt2.load_tokens(str(path))
+    B, T = 2, 8
+    ranks = [train_gpt2.DataLoaderLite(B, T, rank=r, world_size=2, data=str(path)) for r in (0, 1)]
+    for i in range(3):
+        for r, loader in enumerate(ranks):
+            x, y = loader.next_batch()
+            start = (2 * i + r) * B * T  # window 2i goes to rank 0, window 2i+1 to rank 1
+            assert torch.equal(x.flatten(), tokens[start:start + B * T])
+            assert torch.equal(y.flatten(), tokens[start + 1:start + B * T + 1])
