@@ -14,6 +14,7 @@ import time
 import urllib.request
 from dataclasses import dataclass
 
+import numpy as np
 import tiktoken
 import torch
 import torch.distributed as dist
@@ -267,22 +268,58 @@ def load_tokens(path):
     return torch.tensor(enc.encode_ordinary(text), dtype=torch.long)
 
 
+def load_shard(path):
+    """One shard written by fineweb.py (a .npy array of uint16 token ids) as a LongTensor."""
+    tokens = np.load(path)
+    if tokens.dtype != np.uint16:
+        raise SystemExit(f"{path}: a shard holds uint16 token ids, this file holds {tokens.dtype}; "
+                         "write the shards with 'python fineweb.py'")
+    # uint16 -> int32 in numpy (torch has no uint16 ops worth using), then the int64 that embeddings index with.
+    return torch.from_numpy(tokens.astype(np.int32)).long()
+
+
 class DataLoaderLite:
-    """Serves (x, y) batches of B rows of T tokens, walking the token stream in order and wrapping around at its end.
+    """Serves (x, y) batches of B rows of T tokens of one split, walking its tokens in order and wrapping around.
     y is x shifted by one token: at every position the model learns to predict the next token.
 
+    `data` is a directory of shards written by fineweb.py (the files whose names contain `_{split}_`, read in name
+    order), or a text file such as input.txt (tokenized here; its last 10% of tokens is the val split).
     With several processes, process `rank` of `world_size` reads every world_size-th window of B*T tokens, so the
     processes together read the stream in order, each window once."""
 
-    def __init__(self, B, T, rank=0, world_size=1, data="input.txt"):
+    def __init__(self, B, T, rank=0, world_size=1, split="train", data="input.txt"):
+        assert split in ("train", "val")
         self.B, self.T = B, T
         self.rank, self.world_size = rank, world_size
-        self.tokens = load_tokens(data)
-        if len(self.tokens) < B * T * world_size + 1:
-            raise SystemExit(f"--data {data} holds {len(self.tokens):,} tokens, fewer than one batch of every process "
-                             f"needs (B * T * processes + 1 = {B * T * world_size + 1:,}); use a smaller "
-                             "--batch_size or --seq_len, or more text")
-        self.position = B * T * rank
+        if os.path.isdir(data):
+            names = sorted(f for f in os.listdir(data) if f"_{split}_" in f and f.endswith(".npy"))
+            if not names:
+                raise SystemExit(f"no shards matching '{split}' in {data}/: run 'python fineweb.py' first, or pass "
+                                 "--data input.txt")
+            self.shards = [os.path.join(data, name) for name in names]
+        else:
+            tokens = load_tokens(data)
+            n_val = len(tokens) // 10
+            self.shards = [tokens[:-n_val] if split == "train" else tokens[-n_val:]]  # one in-memory "shard"
+        self.reset()
+
+    def load(self, shard):
+        return load_shard(shard) if isinstance(shard, str) else shard
+
+    def reset(self):
+        """Back to the start of the split (the validation loss is always measured on the same batches)."""
+        self.current_shard = 0
+        self.tokens = self.load(self.shards[0])
+        self.check_fits(self.shards[0])
+        self.position = self.B * self.T * self.rank
+
+    def check_fits(self, shard):
+        needed = self.B * self.T * self.world_size + 1
+        if len(self.tokens) < needed:
+            where = shard if isinstance(shard, str) else "the split"
+            raise SystemExit(f"{where} holds {len(self.tokens):,} tokens, fewer than one batch of every process "
+                             f"needs (B * T * processes + 1 = {needed:,}); use a smaller --batch_size or --seq_len, "
+                             "or more data")
 
     def next_batch(self):
         B, T = self.B, self.T
@@ -290,7 +327,13 @@ class DataLoaderLite:
         x = buf[:-1].view(B, T)  # inputs
         y = buf[1:].view(B, T)  # targets
         self.position += B * T * self.world_size  # skip the windows of the other processes
-        if self.position + B * T + 1 > len(self.tokens):  # the next batch would run off the end: start over
+        # Move on when the next round of windows, of all processes together, would not fit. Deciding on the round
+        # (not this process's own window) keeps every process in the same shard, so their windows stay disjoint.
+        round_start = self.position - B * T * self.rank
+        if round_start + B * T * self.world_size + 1 > len(self.tokens):
+            self.current_shard = (self.current_shard + 1) % len(self.shards)
+            self.tokens = self.load(self.shards[self.current_shard])
+            self.check_fits(self.shards[self.current_shard])
             self.position = B * T * self.rank
         return x, y
 
@@ -430,7 +473,8 @@ def pick_device(requested="auto"):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample.")
     parser.add_argument("--data", default="input.txt",
-                        help="training text file; input.txt is tiny Shakespeare, downloaded on first use")
+                        help="a directory of shards written by fineweb.py, or a text file (its last 10%% of tokens "
+                             "is the val split); input.txt is tiny Shakespeare, downloaded on first use")
     parser.add_argument("--init_from", default="scratch",
                         help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a "
                              "local directory written by GPT2LMHeadModel.save_pretrained")
@@ -540,7 +584,7 @@ def main(argv=None):
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
     if args.max_steps > 0:
-        train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, data=args.data)
+        train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data)
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
             print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")

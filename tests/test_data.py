@@ -2,6 +2,7 @@
 import io
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -52,6 +53,7 @@ def test_loader_walks_the_tokens_in_order_and_wraps_around(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("The quick brown fox jumps over the lazy dog. " * 5)
     tokens = train_gpt2.load_tokens(str(path))
+    tokens = tokens[:-(len(tokens) // 10)]  # the train split: all but the last 10%
     B, T = 2, 8
     loader = train_gpt2.DataLoaderLite(B, T, data=str(path))
     batches_per_pass = (len(tokens) - 1) // (B * T)
@@ -85,3 +87,56 @@ def test_two_ranks_read_interleaved_windows_that_together_cover_the_stream(tmp_p
             start = (2 * i + r) * B * T  # window 2i goes to rank 0, window 2i+1 to rank 1
             assert torch.equal(x.flatten(), tokens[start:start + B * T])
             assert torch.equal(y.flatten(), tokens[start + 1:start + B * T + 1])
+
+
+def test_text_file_val_split_is_the_last_tenth(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text("The quick brown fox jumps over the lazy dog. " * 40)
+    tokens = train_gpt2.load_tokens(str(path))
+    n_val = len(tokens) // 10
+    x, y = train_gpt2.DataLoaderLite(2, 8, split="val", data=str(path)).next_batch()
+    assert torch.equal(x.flatten(), tokens[-n_val:][:16])
+    assert torch.equal(y.flatten(), tokens[-n_val:][1:17])
+
+
+def write_shards(out_dir, sizes):
+    """Shards like fineweb.py writes them (shard 0 is val), of the given sizes; token i of the stream is i % 50000."""
+    import fineweb
+    os.makedirs(out_dir, exist_ok=True)
+    stream = np.arange(sum(sizes), dtype=np.int64) % 50000
+    start = 0
+    for index, size in enumerate(sizes):
+        fineweb.write_shard(fineweb.shard_path(out_dir, index), stream[start:start + size].astype(np.uint16))
+        start += size
+    return stream
+
+
+def test_shards_two_ranks_read_disjoint_adjacent_windows_across_shards(tmp_path):
+    B, T = 2, 8
+    sizes = [100, 70, 70]  # val, then two train shards of 70 tokens: 2 rounds of 2 x 16-token windows each
+    stream = torch.from_numpy(write_shards(str(tmp_path), sizes))
+    loaders = [train_gpt2.DataLoaderLite(B, T, rank=r, world_size=2, split="train", data=str(tmp_path)) for r in (0, 1)]
+    train = [stream[100:170], stream[170:240]]
+    for shard in (0, 1, 0):  # two rounds in shard 1, two in shard 2, then around again
+        for round_ in range(2):
+            for r, loader in enumerate(loaders):
+                x, y = loader.next_batch()
+                start = (2 * round_ + r) * B * T  # rank 0 then rank 1: adjacent windows
+                assert torch.equal(x.flatten(), train[shard][start:start + B * T])
+                assert torch.equal(y.flatten(), train[shard][start + 1:start + B * T + 1])
+
+
+def test_val_split_reads_the_val_shard_and_reset_starts_over(tmp_path):
+    stream = torch.from_numpy(write_shards(str(tmp_path), [50, 40]))
+    loader = train_gpt2.DataLoaderLite(2, 8, split="val", data=str(tmp_path))
+    first, _ = loader.next_batch()
+    assert torch.equal(first.flatten(), stream[:16])
+    loader.next_batch()
+    loader.reset()
+    again, _ = loader.next_batch()
+    assert torch.equal(again, first)
+
+
+def test_no_shards_of_the_split_is_a_clear_error(tmp_path):
+    with pytest.raises(SystemExit, match="run 'python fineweb.py' first, or pass --data input.txt"):
+        train_gpt2.DataLoaderLite(2, 8, split="train", data=str(tmp_path))
