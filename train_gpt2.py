@@ -393,6 +393,42 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
 # Evaluation helpers
 
 
+@torch.no_grad()
+def val_loss(model, loader, steps, device, device_type, amp_dtype):
+    """Mean loss over the first `steps` batches of the val split (always the same batches: the loader is reset)."""
+    loader.reset()
+    total = torch.zeros((), device=device)
+    for _ in range(steps):
+        x, y = loader.next_batch()
+        with autocast(device_type, amp_dtype):
+            _, loss = model(x.to(device), y.to(device))
+        total += loss
+    return total / steps
+
+
+def all_reduce_mean(t, ddp, world_size):
+    """The mean of t over processes (SUM then divide: gloo has no AVG)."""
+    if ddp:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= world_size
+    return t
+
+
+class Log:
+    """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...). Each line is appended
+    and flushed at once, so a crash loses at most the line being written."""
+
+    def __init__(self, log_dir):
+        os.makedirs(log_dir, exist_ok=True)
+        self.path = os.path.join(log_dir, "log.txt")
+        open(self.path, "w").close()  # a new run starts a new log
+
+    def write(self, line):
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+
+
 def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50):
     """num_samples continuations of prompt, as strings, reproducible for a given seed."""
     tokens = torch.tensor(enc.encode(prompt), dtype=torch.long, device=device)
@@ -507,6 +543,10 @@ def parse_args(argv=None):
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
     parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
+    parser.add_argument("--log_dir", default="log", help="where log.txt (and checkpoints) are written")
+    parser.add_argument("--eval_interval", type=int, default=250,
+                        help="measure the validation loss every this many steps (and at the last step)")
+    parser.add_argument("--val_steps", type=int, default=20, help="batches of the val split per validation")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=int, default=30, help="length of each continuation, in tokens")
@@ -579,6 +619,7 @@ def main(argv=None):
         # The training step always has the same shapes, so it compiles once. Sampling (raw_model.generate) grows
         # the sequence by one token per call, which would recompile at every length: it uses the raw module.
         model = torch.compile(model)
+    eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:
         # DDP averages the gradients over processes during backward(), overlapping the communication with it.
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
@@ -588,17 +629,24 @@ def main(argv=None):
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
             print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
+        val_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="val", data=args.data)
+        log = Log(args.log_dir) if master_process else None
         peak = peak_flops(device_type)
         flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
         for step in range(args.max_steps):
+            last_step = step == args.max_steps - 1
+            if step % args.eval_interval == 0 or last_step:
+                # The same val batches every time, on the compiled model: same shapes as training, so compile
+                # handles it (one more graph, for no_grad). Its time is not part of the step's dt below.
+                loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype)
+                loss_val = all_reduce_mean(loss_val, ddp, world_size).item()
+                print0(f"step {step:5d} | val loss {loss_val:.4f}")
+                if master_process:
+                    log.write(f"{step} val {loss_val:.4f}")
             t0 = time.perf_counter()
             optimizer.zero_grad()
             loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
-            if ddp:
-                # Each process saw its own share of the batch; report the mean over all of them. (SUM then divide:
-                # gloo has no AVG.)
-                dist.all_reduce(loss, op=dist.ReduceOp.SUM)
-                loss /= world_size
+            all_reduce_mean(loss, ddp, world_size)  # each process saw its own share of the batch
             # Clip the global gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch with a huge gradient
             # cannot throw the model far. The norm is printed: a norm that keeps climbing is an early sign of trouble.
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -611,6 +659,8 @@ def main(argv=None):
             mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
             print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "
                    f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
+            if master_process:
+                log.write(f"{step} train {loss.item():.6f}")
 
     if master_process:
         raw_model.eval()
