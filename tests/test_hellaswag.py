@@ -1,0 +1,345 @@
+"""
+Tests for hellaswag.py: CPU only, offline, on a small file in the HellaSwag schema and a tiny random-init
+GPT2LMHeadModel that the tests write themselves. The reference for the scores is a brute-force loop written here,
+one unpadded sequence and one ending token at a time, with HF's model as the model.
+"""
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+
+import pytest
+import tiktoken
+import torch
+from torch.nn import functional as F
+
+import hellaswag
+
+# Ten examples in the HellaSwag schema. The endings differ a lot in length (one word to a long sentence) so that
+# the summed loss (acc) and the mean loss (acc_norm) pick different endings on some examples. The labels here are
+# the sensible endings; the file that the scoring tests evaluate relabels them (see the `records` fixture).
+EXAMPLES = [
+    ("Making a sandwich", "A man lays two slices of bread on a cutting board.", "He",
+     ["spreads peanut butter over one slice with a knife and then carefully adds a thin layer of jam.",
+      "flies.", "throws the bread at the ceiling and leaves.", "sings."], 0),
+    ("Washing a car", "A woman sprays the side of a red car with a hose.", "She",
+     ["eats it.", "then scrubs the doors with a soapy sponge, working from the roof down to the tires.",
+      "jumps.", "reads a long book about the history of the Roman empire while the car dries."], 1),
+    ("Playing the piano", "A boy sits down at a piano in a bright room.", "The boy",
+     ["melts.", "opens the lid.", "places his hands on the keys and begins to play a slow, quiet song.",
+      "runs outside."], 2),
+    ("Running a marathon", "Hundreds of runners wait behind a starting line on a city street.", "A horn sounds and",
+     ["the runners start moving forward together down the wide street past cheering crowds.",
+      "everyone sleeps.", "it rains fish.", "the street turns into a river of chocolate."], 0),
+    ("Cleaning windows", "A man climbs a ladder with a bucket of water.", "He",
+     ["cooks dinner.", "wipes the window with a cloth.", "vanishes into thin air without a trace.",
+      "squeegees the glass from top to bottom, then wipes the edges dry with a towel."], 3),
+    ("Baking cookies", "A girl mixes flour, sugar and butter in a large bowl.", "She",
+     ["rolls the dough into small balls.", "paints the bowl.", "calls her friend on the phone to talk about a movie "
+      "they watched together last weekend.", "swims."], 0),
+    ("Brushing teeth", "A child stands in front of a bathroom mirror.", "The child",
+     ["puts toothpaste on a brush and brushes.", "laughs.", "builds a house.",
+      "climbs into the sink and takes a nap for several hours until dinner is ready."], 0),
+    ("Walking the dog", "A man clips a leash onto a small brown dog.", "They",
+     ["fly to the moon.", "walk.", "walk out the front door and down the sidewalk toward the park.",
+      "argue about politics."], 2),
+    ("Painting a fence", "A woman dips a wide brush into a can of white paint.", "She",
+     ["drinks the paint.", "paints the fence.", "cries.",
+      "drags the brush along the wooden boards of the fence in long, even strokes."], 3),
+    ("Playing soccer", "Two teams line up on a grassy field.", "The referee",
+     ["blows the whistle and the players chase the ball across the field.", "sneezes.",
+      "orders a pizza for everyone in the stadium and the crowd cheers loudly.", "dances."], 0),
+]
+
+
+def make_record(ind, activity_label, ctx_a, ctx_b, endings, label):
+    return {"ind": ind, "activity_label": activity_label, "ctx_a": ctx_a, "ctx_b": ctx_b,
+            "ctx": ctx_a + " " + ctx_b, "split": "val", "split_type": "indomain", "label": label,
+            "endings": endings, "source_id": f"test~{ind}"}
+
+
+RECORDS = [make_record(i, *ex) for i, ex in enumerate(EXAMPLES)]
+
+
+def write_jsonl(path, lines):
+    with open(path, "w", encoding="utf-8") as f:
+        for line in lines:
+            f.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
+
+
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    """A tiny random-init GPT2LMHeadModel, written with save_pretrained like a real local checkpoint."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(1337)
+    config = GPT2Config(n_layer=2, n_head=2, n_embd=32, vocab_size=50257, n_positions=128)
+    model = GPT2LMHeadModel(config)
+    d = tmp_path_factory.mktemp("tiny_gpt2")
+    model.save_pretrained(d)
+    return str(d)
+
+
+@pytest.fixture(scope="module")
+def hf_model(hf_dir):
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(hf_dir).eval()
+
+
+@pytest.fixture(scope="module")
+def reference(hf_model):
+    """
+    Brute force: for each example and ending, run the model on the unpadded context+ending alone and add up the
+    cross-entropy of each ending token, one token at a time. Returns, per example, (sum_losses, mean_losses) with
+    one entry per ending.
+    """
+    enc = tiktoken.get_encoding("gpt2")
+    results = []
+    with torch.no_grad():
+        for record in RECORDS:
+            ctx = enc.encode(record["ctx"])
+            sums, means = [], []
+            for ending in record["endings"]:
+                end = enc.encode(" " + ending)
+                seq = torch.tensor([ctx + end])
+                logits = hf_model(seq).logits[0]  # (T, V)
+                token_losses = []
+                for j in range(len(end)):
+                    position = len(ctx) + j  # where ending token j sits; it is predicted from position - 1
+                    token_losses.append(F.cross_entropy(logits[position - 1], seq[0, position]).item())
+                sums.append(sum(token_losses))
+                means.append(sum(token_losses) / len(token_losses))
+            results.append((sums, means))
+    return results
+
+
+def argmin(values):
+    return min(range(len(values)), key=values.__getitem__)
+
+
+@pytest.fixture(scope="module")
+def records(reference):
+    """
+    RECORDS relabelled so that the counts can catch mistakes. A random-init model picks nonsense, so with the
+    sensible labels it might score 0 on everything, and a scorer that never gets anything right would pass. Instead
+    each label is set from the brute-force picks: on examples where acc and acc_norm disagree it cycles through
+    "acc is right", "acc_norm is right" and "neither is"; where they agree, through "both right" and "both wrong".
+    Choosing the labels here, rather than typing them in, keeps that true if transformers ever initialises the
+    test model differently.
+    """
+    labelled = []
+    for i, (record, (sums, means)) in enumerate(zip(RECORDS, reference)):
+        pred, pred_norm = argmin(sums), argmin(means)
+        neither = min({0, 1, 2, 3} - {pred, pred_norm})
+        labelled.append({**record, "label": [pred, pred_norm, neither][i % 3]})
+    return labelled
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory, records):
+    d = tmp_path_factory.mktemp("hellaswag")
+    write_jsonl(d / "hellaswag_val.jsonl", records)  # already in place, so nothing is downloaded
+    return str(d)
+
+
+def reference_counts(reference, records, n=None):
+    picks = [(argmin(sums), argmin(means)) for sums, means in reference[:n]]
+    labels = [record["label"] for record in records[:n]]
+    correct = sum(pred == label for (pred, _), label in zip(picks, labels))
+    correct_norm = sum(pred_norm == label for (_, pred_norm), label in zip(picks, labels))
+    return correct, correct_norm, len(picks)
+
+
+def test_test_data_tells_acc_from_acc_norm(reference, records):
+    outcomes = set()
+    for (sums, means), record in zip(reference, records):
+        outcomes.add((argmin(sums) == record["label"], argmin(means) == record["label"]))
+        # Each winner must win by more than float noise (batched vs unbatched matmuls), or the comparisons below
+        # would be flaky rather than wrong.
+        for losses in (sums, means):
+            best, second = sorted(losses)[:2]
+            assert second - best > 1e-4, "two endings are tied within float noise: change the test data"
+    # Examples where only acc is right and where only acc_norm is right: the data the tests evaluate contains
+    # examples on which the two scores pick different endings, so swapping sum and mean cannot go unnoticed.
+    assert {(True, False), (False, True), (True, True), (False, False)} <= outcomes, (
+        f"the test model's picks cover only {outcomes}: add examples with endings of more varied lengths")
+
+
+def test_render_example_rows_and_mask():
+    enc = tiktoken.get_encoding("gpt2")
+    record = RECORDS[0]
+    tokens, mask, label = hellaswag.render_example(record)
+    ctx = enc.encode(record["ctx"])
+    ends = [enc.encode(" " + e) for e in record["endings"]]
+    L = len(ctx) + max(len(e) for e in ends)
+    assert tokens.shape == mask.shape == (4, L)
+    assert tokens.dtype == torch.long
+    assert label == record["label"]
+    assert len({len(e) for e in ends}) > 1, "the example should have endings of different token lengths"
+    for i, ending in enumerate(record["endings"]):
+        n = len(ctx) + len(ends[i])
+        # The context comes first, unmasked.
+        assert enc.decode(tokens[i, :len(ctx)].tolist()) == record["ctx"]
+        assert mask[i, :len(ctx)].eq(0).all()
+        # The mask covers exactly the ending, and the ending decodes back to " " + ending.
+        assert mask[i, len(ctx):n].eq(1).all()
+        assert enc.decode(tokens[i][mask[i] == 1].tolist()) == " " + ending
+        # Padding comes after, with 0 in both tokens and mask.
+        assert tokens[i, n:].eq(0).all() and mask[i, n:].eq(0).all()
+
+
+def test_score_matches_brute_force_per_example(hf_model, reference):
+    for record, (sums, means) in zip(RECORDS, reference):
+        tokens, mask, _ = hellaswag.render_example(record)
+        with torch.no_grad():
+            logits = hf_model(tokens).logits
+        assert hellaswag.score(logits, tokens, mask) == (argmin(sums), argmin(means))
+
+
+def test_evaluate_matches_brute_force(hf_model, reference, records, data_dir):
+    model = lambda x: hf_model(x).logits
+    assert hellaswag.evaluate(model, data_dir=data_dir) == reference_counts(reference, records)
+    # Totals can agree by accident; check each example's outcome too. With world_size = number of examples,
+    # rank i is dealt example i alone.
+    n = len(RECORDS)
+    for i in range(n):
+        counts = hellaswag.evaluate(model, data_dir=data_dir, rank=i, world_size=n)
+        assert counts == reference_counts(reference[i:i + 1], records[i:i + 1]), f"example {i}"
+
+
+def test_main_prints_brute_force_accuracies(hf_dir, reference, records, data_dir, capsys):
+    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    correct, correct_norm, total = reference_counts(reference, records)
+    assert last == f"{total} acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
+
+
+def test_main_limit(hf_dir, reference, records, data_dir, capsys):
+    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "3"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    correct, correct_norm, total = reference_counts(reference, records, 3)
+    assert last == f"3 acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
+
+
+def test_ranks_deal_out_examples(hf_model, data_dir):
+    model = lambda x: hf_model(x).logits
+    for limit in (None, 7):
+        whole = hellaswag.evaluate(model, data_dir=data_dir, limit=limit)
+        parts = [hellaswag.evaluate(model, data_dir=data_dir, limit=limit, rank=r, world_size=2) for r in (0, 1)]
+        assert tuple(a + b for a, b in zip(*parts)) == whole
+        n = whole[2]
+        assert (parts[0][2], parts[1][2]) == ((n + 1) // 2, n // 2)  # examples 0, 2, 4, ... go to rank 0
+
+
+def test_smoke_bf16_autocast_on_cpu(hf_model, data_dir):
+    # Smoke test only: bf16 may legitimately change a near-tie, so check it runs and counts every example.
+    counts = hellaswag.evaluate(lambda x: hf_model(x).logits, data_dir=data_dir, autocast_dtype=torch.bfloat16)
+    assert counts[2] == len(RECORDS)
+
+
+def test_malformed_line_names_file_and_line(tmp_path):
+    path = tmp_path / "hellaswag_val.jsonl"
+    write_jsonl(path, [RECORDS[0], RECORDS[1], '{"ind": 2, "ctx": "cut off in the mid'])
+    with pytest.raises(ValueError, match=r"hellaswag_val\.jsonl, line 3: not valid JSON"):
+        list(hellaswag.iterate_examples("val", str(tmp_path)))
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"endings": ["one", "two", "three"]}, "'endings' must be a list of 4 strings"),
+    ({"label": 4}, "'label' must be an integer in 0..3"),
+    ({"ctx": ""}, "'ctx' must be a non-empty string"),
+])
+def test_example_missing_fields_names_file_and_line(tmp_path, change, message):
+    path = tmp_path / "hellaswag_val.jsonl"
+    write_jsonl(path, [RECORDS[0], {**RECORDS[1], **change}])
+    with pytest.raises(ValueError, match=r"hellaswag_val\.jsonl, line 2: " + message):
+        list(hellaswag.iterate_examples("val", str(tmp_path)))
+
+
+def test_example_without_label_points_to_val(tmp_path):
+    record = {k: v for k, v in RECORDS[0].items() if k != "label"}
+    write_jsonl(tmp_path / "hellaswag_val.jsonl", [record])
+    with pytest.raises(ValueError, match=r"line 1: no 'label'.*evaluate on 'val'"):
+        list(hellaswag.iterate_examples("val", str(tmp_path)))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Download, with urlopen replaced so that no network is touched
+
+
+class FakeResponse:
+    """Stands in for urlopen's response: serves `body`, announcing `length` bytes in Content-Length."""
+
+    def __init__(self, body, length):
+        self.body, self.headers = body, {"Content-Length": str(length)}
+
+    def geturl(self):
+        return hellaswag.DATA_URL.format(split="val")
+
+    def read(self, n):
+        chunk, self.body = self.body[:n], self.body[n:]
+        return chunk
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_download_offline_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch):
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(hellaswag.urllib.request, "urlopen", offline)
+    with pytest.raises(SystemExit, match=r"(?s)could not download.*put it at .*hellaswag_val\.jsonl"):
+        hellaswag.download("val", str(tmp_path / "data"))
+    assert os.listdir(tmp_path / "data") == []
+
+
+def test_download_cut_short_leaves_nothing(tmp_path, monkeypatch):
+    body = "\n".join(json.dumps(r) for r in RECORDS).encode()
+    monkeypatch.setattr(hellaswag.urllib.request, "urlopen",
+                        lambda *args, **kwargs: FakeResponse(body[:100], len(body)))
+    with pytest.raises(SystemExit, match="cut short: got 100 of"):
+        hellaswag.download("val", str(tmp_path))
+    assert os.listdir(tmp_path) == []
+
+
+def test_download_writes_whole_file_then_skips(tmp_path, monkeypatch):
+    body = ("\n".join(json.dumps(r) for r in RECORDS) + "\n").encode()
+    monkeypatch.setattr(hellaswag.urllib.request, "urlopen",
+                        lambda *args, **kwargs: FakeResponse(body, len(body)))
+    path = hellaswag.download("val", str(tmp_path))
+    assert os.listdir(tmp_path) == ["hellaswag_val.jsonl"]
+    assert open(path, "rb").read() == body
+    assert [r["ind"] for r in hellaswag.iterate_examples("val", str(tmp_path))] == list(range(len(RECORDS)))
+
+    # A file already there is used as it is: no download is attempted.
+    def must_not_download(*args, **kwargs):
+        raise AssertionError("downloaded a file that was already there")
+
+    monkeypatch.setattr(hellaswag.urllib.request, "urlopen", must_not_download)
+    assert hellaswag.download("val", str(tmp_path)) == path
+
+
+def test_load_model_unknown_name_fails_clearly():
+    with pytest.raises(SystemExit, match="unknown model 'gpt3'"):
+        hellaswag.load_model("gpt3", "cpu")
+
+
+def test_import_has_no_side_effects(tmp_path):
+    # In a fresh interpreter, in an empty directory, with no tokenizer cache: importing must print nothing,
+    # write nothing, and load neither the tokenizer nor transformers (train_gpt2 is imported, and does nothing either).
+    env = {k: v for k, v in os.environ.items() if k != "TIKTOKEN_CACHE_DIR"}
+    env["PYTHONPATH"] = os.path.dirname(os.path.abspath(hellaswag.__file__))
+    code = ("import sys, hellaswag; assert hellaswag._enc is None; "
+            "assert 'transformers' not in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "" and result.stderr == ""
+    assert os.listdir(tmp_path) == []
