@@ -406,6 +406,20 @@ def val_loss(model, loader, steps, device, device_type, amp_dtype):
     return total / steps
 
 
+def hellaswag_accuracy(model, device, device_type, amp_dtype, ddp, rank, world_size, data_dir, limit=None):
+    """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
+    scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs."""
+    import hellaswag  # imported here, not at the top: hellaswag.py imports this file
+
+    counts = hellaswag.evaluate(lambda x: model(x)[0], device=device, split="val", data_dir=data_dir, rank=rank,
+                                world_size=world_size, limit=limit, autocast_dtype=amp_dtype)
+    counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
+    if ddp:
+        dist.all_reduce(counts, op=dist.ReduceOp.SUM)
+    _, correct_norm, total = counts.tolist()
+    return correct_norm / total
+
+
 def all_reduce_mean(t, ddp, world_size):
     """The mean of t over processes (SUM then divide: gloo has no AVG)."""
     if ddp:
@@ -547,6 +561,11 @@ def parse_args(argv=None):
     parser.add_argument("--eval_interval", type=int, default=250,
                         help="measure the validation loss every this many steps (and at the last step)")
     parser.add_argument("--val_steps", type=int, default=20, help="batches of the val split per validation")
+    parser.add_argument("--hellaswag", action=argparse.BooleanOptionalAction, default=True,
+                        help="evaluate HellaSwag acc_norm at every validation (downloads the val set on first use)")
+    parser.add_argument("--hellaswag_dir", default="hellaswag", help="where the HellaSwag files are kept")
+    parser.add_argument("--hellaswag_limit", type=int, default=None,
+                        help="evaluate only the first N of the 10,042 val examples (default: all)")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=int, default=30, help="length of each continuation, in tokens")
@@ -630,6 +649,12 @@ def main(argv=None):
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
             print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
         val_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="val", data=args.data)
+        if args.hellaswag:
+            import hellaswag
+            if master_process:
+                hellaswag.download("val", args.hellaswag_dir)  # once, before the other processes look for it
+            if ddp:
+                dist.barrier()
         log = Log(args.log_dir) if master_process else None
         peak = peak_flops(device_type)
         flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
@@ -643,6 +668,14 @@ def main(argv=None):
                 print0(f"step {step:5d} | val loss {loss_val:.4f}")
                 if master_process:
                     log.write(f"{step} val {loss_val:.4f}")
+            if args.hellaswag and (step % args.eval_interval == 0 or last_step):
+                # On the uncompiled module: every example has its own length, and the compiled model would
+                # recompile for each new one.
+                acc_norm = hellaswag_accuracy(raw_model, device, device_type, amp_dtype, ddp, rank, world_size,
+                                              args.hellaswag_dir, args.hellaswag_limit)
+                print0(f"step {step:5d} | HellaSwag acc_norm {acc_norm:.4f}")
+                if master_process:
+                    log.write(f"{step} hella {acc_norm:.4f}")
             t0 = time.perf_counter()
             optimizer.zero_grad()
             loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)

@@ -8,7 +8,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
         "--total_batch_size", "256", "--max_steps", "4", "--warmup_steps", "2", "--max_lr", "1e-3",
-        "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "4"]
+        "--no-compile", "--dtype", "float32", "--no-hellaswag", "--num_samples", "1", "--max_new_tokens", "4"]
 
 
 def run(launcher, data):

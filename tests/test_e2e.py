@@ -1,0 +1,68 @@
+"""End to end on CPU: fineweb.py shards -> train_gpt2.py with torch.compile, validation and HellaSwag -> log.txt."""
+import contextlib
+import io
+import json
+import math
+import os
+
+import pytest
+import torch
+
+import fineweb
+import train_gpt2
+
+MAX_STEPS, INTERVAL = 6, 3
+TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
+        "--total_batch_size", "64", "--max_steps", str(MAX_STEPS), "--warmup_steps", "2", "--max_lr", "3e-3",
+        "--eval_interval", str(INTERVAL), "--val_steps", "2", "--num_samples", "2", "--max_new_tokens", "5",
+        "--dtype", "float32", "--compile"]
+
+
+def write_hellaswag(data_dir):
+    os.makedirs(data_dir)
+    with open(os.path.join(data_dir, "hellaswag_val.jsonl"), "w") as f:
+        for i in range(6):
+            f.write(json.dumps({"ind": i, "activity_label": "Test", "ctx_a": "A man opens a door.", "ctx_b": "He",
+                                "ctx": "A man opens a door. He", "split": "val", "split_type": "indomain",
+                                "label": i % 4, "source_id": f"test~{i}",
+                                "endings": ["walks in.", "sings a song about the sea.", "sits.", "runs away fast."]})
+                    + "\n")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, shakespeare):
+    """One short training run on shards that fineweb.py made from tiny Shakespeare's paragraphs."""
+    root = tmp_path_factory.mktemp("e2e")
+    with open(shakespeare) as f:
+        paragraphs = [p for p in f.read().split("\n\n") if p.strip()][:600]
+    docs = root / "docs.jsonl"
+    docs.write_text("".join(json.dumps({"text": p}) + "\n" for p in paragraphs))
+    shards = root / "shards"
+    fineweb.main(["--dataset", str(docs), "--out_dir", str(shards), "--shard_size", "4000", "--workers", "1"])
+    write_hellaswag(root / "hellaswag")
+    log_dir = root / "log"
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        train_gpt2.main(["--data", str(shards), "--log_dir", str(log_dir), "--hellaswag",
+                         "--hellaswag_dir", str(root / "hellaswag"), *TINY])
+    return shards, log_dir, out.getvalue()
+
+
+def read_log(log_dir):
+    events = {}
+    with open(os.path.join(log_dir, "log.txt")) as f:
+        for line in f:
+            step, kind, value = line.split()
+            events.setdefault(kind, {})[int(step)] = float(value)
+    return events
+
+
+def test_log_has_every_event(run):
+    _, log_dir, _ = run
+    events = read_log(log_dir)
+    assert sorted(events["train"]) == list(range(MAX_STEPS))
+    assert sorted(events["val"]) == [0, 3, 5]
+    assert sorted(events["hella"]) == [0, 3, 5]
+    assert all(0.0 <= acc <= 1.0 for acc in events["hella"].values())
+    assert events["val"][0] > 0.9 * math.log(50257)
+    assert events["val"][5] < events["val"][0] - 0.1  # it learned something the val split shares
