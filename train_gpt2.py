@@ -567,8 +567,10 @@ def parse_args(argv=None):
     parser.add_argument("--hellaswag_limit", type=int, default=None,
                         help="evaluate only the first N of the 10,042 val examples (default: all)")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
-    parser.add_argument("--num_samples", type=int, default=5, help="how many continuations to sample")
-    parser.add_argument("--max_new_tokens", type=int, default=30, help="length of each continuation, in tokens")
+    parser.add_argument("--sample_interval", type=int, default=250,
+                        help="print samples every this many steps (and at the end)")
+    parser.add_argument("--num_samples", type=int, default=4, help="how many continuations to sample")
+    parser.add_argument("--max_new_tokens", type=int, default=32, help="length of each continuation, in tokens")
     args = parser.parse_args(argv)
     if args.min_lr is None:
         args.min_lr = 0.1 * args.max_lr
@@ -643,6 +645,7 @@ def main(argv=None):
         # DDP averages the gradients over processes during backward(), overlapping the communication with it.
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
 
+    enc = tiktoken.get_encoding("gpt2")
     if args.max_steps > 0:
         train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data)
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
@@ -658,8 +661,9 @@ def main(argv=None):
         log = Log(args.log_dir) if master_process else None
         peak = peak_flops(device_type)
         flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
-        for step in range(args.max_steps):
-            last_step = step == args.max_steps - 1
+        # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
+        for step in range(args.max_steps + 1):
+            last_step = step == args.max_steps
             if step % args.eval_interval == 0 or last_step:
                 # The same val batches every time, on the compiled model: same shapes as training, so compile
                 # handles it (one more graph, for no_grad). Its time is not part of the step's dt below.
@@ -676,6 +680,13 @@ def main(argv=None):
                 print0(f"step {step:5d} | HellaSwag acc_norm {acc_norm:.4f}")
                 if master_process:
                     log.write(f"{step} hella {acc_norm:.4f}")
+            if master_process and ((step > 0 and step % args.sample_interval == 0) or last_step):
+                # Uncompiled, like HellaSwag: generation changes the sequence length at every token.
+                for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device,
+                                   args.seed + rank):
+                    print0(f"step {step:5d} | sample: {text!r}")
+            if last_step:
+                break
             t0 = time.perf_counter()
             optimizer.zero_grad()
             loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
@@ -695,9 +706,7 @@ def main(argv=None):
             if master_process:
                 log.write(f"{step} train {loss.item():.6f}")
 
-    if master_process:
-        raw_model.eval()
-        enc = tiktoken.get_encoding("gpt2")
+    if args.max_steps == 0 and master_process:  # nothing to train: just sample (the demo with --init_from gpt2)
         for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
             print0(">", text)
     if ddp:

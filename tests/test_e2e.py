@@ -1,4 +1,5 @@
-"""End to end on CPU: fineweb.py shards -> train_gpt2.py with torch.compile, validation and HellaSwag -> log.txt."""
+"""End to end on CPU: fineweb.py shards -> train_gpt2.py with torch.compile, validation, HellaSwag and sampling ->
+log.txt."""
 import contextlib
 import io
 import json
@@ -14,7 +15,8 @@ import train_gpt2
 MAX_STEPS, INTERVAL = 6, 3
 TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
         "--total_batch_size", "64", "--max_steps", str(MAX_STEPS), "--warmup_steps", "2", "--max_lr", "3e-3",
-        "--eval_interval", str(INTERVAL), "--val_steps", "2", "--num_samples", "2", "--max_new_tokens", "5",
+        "--eval_interval", str(INTERVAL), "--val_steps", "2", "--sample_interval", str(INTERVAL),
+        "--num_samples", "2", "--max_new_tokens", "5",
         "--dtype", "float32", "--compile"]
 
 
@@ -61,8 +63,16 @@ def test_log_has_every_event(run):
     _, log_dir, _ = run
     events = read_log(log_dir)
     assert sorted(events["train"]) == list(range(MAX_STEPS))
-    assert sorted(events["val"]) == [0, 3, 5]
-    assert sorted(events["hella"]) == [0, 3, 5]
+    assert sorted(events["val"]) == [0, 3, 6]  # step 6: the model after the last of the 6 updates
+    assert sorted(events["hella"]) == [0, 3, 6]
     assert all(0.0 <= acc <= 1.0 for acc in events["hella"].values())
     assert events["val"][0] > 0.9 * math.log(50257)
-    assert events["val"][5] < events["val"][0] - 0.1  # it learned something the val split shares
+    assert events["val"][6] < events["val"][0] - 0.1  # it learned something the val split shares
+
+
+def test_samples_are_printed_during_and_after_training(run):
+    *_, out = run
+    for step in (3, 6):
+        samples = [line for line in out.splitlines() if line.startswith(f"step {step:5d} | sample: ")]
+        assert len(samples) == 2
+        assert all("Hello, I'm a language model," in line for line in samples)

@@ -26,5 +26,5 @@ def test_tiny_model_learns_tiny_shakespeare(shakespeare, capsys, tmp_path):
     val = {int(step): float(v) for step, kind, v in lines if kind == "val"}
     assert sorted(train) == list(range(40))
     assert [train[s] for s in range(40)] == pytest.approx(losses, abs=1e-6)  # the log says what was printed
-    assert sorted(val) == [0, 20, 39]
-    assert val[39] < val[0] - 2.0  # held-out text, not only the training batches
+    assert sorted(val) == [0, 20, 40]
+    assert val[40] < val[0] - 2.0  # held-out text, not only the training batches
