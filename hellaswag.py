@@ -12,6 +12,7 @@ The data comes from the authors' GitHub repository, downloaded on first use into
 Run:
     python hellaswag.py -m gpt2 -d cuda                 # OpenAI's GPT-2 124M (also gpt2-medium, -large, -xl)
     python hellaswag.py -m path/to/hf_dir -d cuda       # a directory written by GPT2LMHeadModel.save_pretrained
+    python hellaswag.py -m log/model_19073.pt -d cuda   # a checkpoint written by train_gpt2.py
 
 How it scores ("completion style"): a small base model cannot answer "which of A, B, C, D?", so instead each ending
 is appended to the context and the model is asked how likely the ending's tokens are. For each of the 4 rows
@@ -236,16 +237,21 @@ def evaluate(model, device="cpu", split="val", data_dir="hellaswag", rank=0, wor
 def load_model(name_or_path, device):
     """
     Return a callable tokens (B, T) -> logits (B, T, V) for an OpenAI name (gpt2, gpt2-medium, gpt2-large,
-    gpt2-xl) or a directory written by save_pretrained, loaded with transformers' GPT2LMHeadModel.
+    gpt2-xl) or a directory written by save_pretrained, loaded with transformers' GPT2LMHeadModel, or for a
+    model_STEP.pt checkpoint written by train_gpt2.py.
     """
+    if os.path.isfile(name_or_path) and name_or_path.endswith(".pt"):
+        model, _ = GPT.from_checkpoint(name_or_path)
+        model.to(device).eval()
+        return lambda x: model(x)[0]  # our GPT returns (logits, loss)
     if name_or_path in GPT.OPENAI_MODELS or os.path.isdir(name_or_path):
         from transformers import GPT2LMHeadModel  # imported here: it is slow to import and only this path needs it
 
         hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
         hf_model.to(device).eval()  # eval(): HF models come with dropout on
         return lambda x: hf_model(x).logits
-    raise SystemExit(f"unknown model {name_or_path!r}: pass one of {', '.join(GPT.OPENAI_MODELS)} or a directory "
-                     "written by GPT2LMHeadModel.save_pretrained")
+    raise SystemExit(f"unknown model {name_or_path!r}: pass one of {', '.join(GPT.OPENAI_MODELS)}, a directory "
+                     "written by GPT2LMHeadModel.save_pretrained, or a model_STEP.pt checkpoint of train_gpt2.py")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -255,7 +261,8 @@ def load_model(name_or_path, device):
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate a GPT-2 style model on HellaSwag (completion style).")
     parser.add_argument("-m", "--model", default="gpt2",
-                        help="gpt2, gpt2-medium, gpt2-large, gpt2-xl or a save_pretrained directory (default: gpt2)")
+                        help="gpt2, gpt2-medium, gpt2-large, gpt2-xl, a save_pretrained directory, or a model_STEP.pt "
+                             "checkpoint written by train_gpt2.py (default: gpt2)")
     parser.add_argument("-d", "--device", default="auto",
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--split", default="val", choices=("train", "val"),

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import tiktoken
@@ -180,6 +180,15 @@ class GPT(nn.Module):
         # GPT-3's betas and eps (GPT-3 paper, appendix B): beta2 = 0.95 instead of 0.999 lets the second moment
         # follow the gradient scale faster, which keeps large-model training stable.
         return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+
+    @classmethod
+    def from_checkpoint(cls, path):
+        """A model saved by save_checkpoint(), and the checkpoint's other contents (step, val_loss, args).
+        weights_only=True: the file can only hold tensors and plain data, so loading one cannot run code."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        model = cls(GPTConfig(**checkpoint["config"]))
+        model.load_state_dict(checkpoint["model"])
+        return model, checkpoint
 
     # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
     # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
@@ -428,6 +437,17 @@ def all_reduce_mean(t, ddp, world_size):
     return t
 
 
+def save_checkpoint(path, model, step, val_loss, args):
+    """Write what it takes to use the model again (weights, shape) and what says how it was made (step, val loss,
+    the run's arguments). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written to a
+    temporary name and renamed: a crash while writing never leaves a file that looks whole."""
+    checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
+                  "args": vars(args)}
+    tmp = path + ".tmp"
+    torch.save(checkpoint, tmp)
+    os.replace(tmp, path)
+
+
 class Log:
     """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...). Each line is appended
     and flushed at once, so a crash loses at most the line being written."""
@@ -526,8 +546,9 @@ def parse_args(argv=None):
                         help="a directory of shards written by fineweb.py, or a text file (its last 10%% of tokens "
                              "is the val split); input.txt is tiny Shakespeare, downloaded on first use")
     parser.add_argument("--init_from", default="scratch",
-                        help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl) or a "
-                             "local directory written by GPT2LMHeadModel.save_pretrained")
+                        help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a "
+                             "local directory written by GPT2LMHeadModel.save_pretrained, or a model_STEP.pt "
+                             "checkpoint of this script (its weights; the step and optimizer start afresh)")
     parser.add_argument("--weight_decay", type=float, default=0.1,
                         help="AdamW weight decay of the matmul weights and embeddings (GPT-3 paper: 0.1)")
     parser.add_argument("--n_layer", type=int, default=12, help="transformer blocks (scratch only)")
@@ -566,6 +587,8 @@ def parse_args(argv=None):
     parser.add_argument("--hellaswag_dir", default="hellaswag", help="where the HellaSwag files are kept")
     parser.add_argument("--hellaswag_limit", type=int, default=None,
                         help="evaluate only the first N of the 10,042 val examples (default: all)")
+    parser.add_argument("--checkpoint_interval", type=int, default=5000,
+                        help="write log_dir/model_STEP.pt every this many steps (and at the end)")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--sample_interval", type=int, default=250,
                         help="print samples every this many steps (and at the end)")
@@ -626,6 +649,8 @@ def main(argv=None):
     if args.init_from == "scratch":
         config = GPTConfig(vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
         model = GPT(config)
+    elif args.init_from.endswith(".pt"):
+        model, _ = GPT.from_checkpoint(args.init_from)
     else:
         model = GPT.from_pretrained(args.init_from)
     model.to(device)
@@ -664,7 +689,8 @@ def main(argv=None):
         # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
         for step in range(args.max_steps + 1):
             last_step = step == args.max_steps
-            if step % args.eval_interval == 0 or last_step:
+            checkpoint_due = step > 0 and (step % args.checkpoint_interval == 0 or last_step)
+            if step % args.eval_interval == 0 or last_step or checkpoint_due:
                 # The same val batches every time, on the compiled model: same shapes as training, so compile
                 # handles it (one more graph, for no_grad). Its time is not part of the step's dt below.
                 loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype)
@@ -672,6 +698,10 @@ def main(argv=None):
                 print0(f"step {step:5d} | val loss {loss_val:.4f}")
                 if master_process:
                     log.write(f"{step} val {loss_val:.4f}")
+                if master_process and checkpoint_due:
+                    path = os.path.join(args.log_dir, f"model_{step:05d}.pt")
+                    save_checkpoint(path, raw_model, step, loss_val, args)
+                    print0(f"step {step:5d} | saved {path}")
             if args.hellaswag and (step % args.eval_interval == 0 or last_step):
                 # On the uncompiled module: every example has its own length, and the compiled model would
                 # recompile for each new one.

@@ -1,5 +1,5 @@
-"""End to end on CPU: fineweb.py shards -> train_gpt2.py with torch.compile, validation, HellaSwag and sampling ->
-log.txt."""
+"""End to end on CPU: fineweb.py shards -> train_gpt2.py with torch.compile, validation, HellaSwag, sampling and
+checkpoints -> log.txt, and a checkpoint that reproduces its logged val loss."""
 import contextlib
 import io
 import json
@@ -16,7 +16,7 @@ MAX_STEPS, INTERVAL = 6, 3
 TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
         "--total_batch_size", "64", "--max_steps", str(MAX_STEPS), "--warmup_steps", "2", "--max_lr", "3e-3",
         "--eval_interval", str(INTERVAL), "--val_steps", "2", "--sample_interval", str(INTERVAL),
-        "--num_samples", "2", "--max_new_tokens", "5",
+        "--checkpoint_interval", str(INTERVAL), "--num_samples", "2", "--max_new_tokens", "5",
         "--dtype", "float32", "--compile"]
 
 
@@ -76,3 +76,27 @@ def test_samples_are_printed_during_and_after_training(run):
         samples = [line for line in out.splitlines() if line.startswith(f"step {step:5d} | sample: ")]
         assert len(samples) == 2
         assert all("Hello, I'm a language model," in line for line in samples)
+
+
+def test_checkpoints_are_complete_and_reproduce_the_logged_val_loss(run):
+    shards, log_dir, _ = run
+    assert sorted(os.listdir(log_dir)) == ["log.txt", "model_00003.pt", "model_00006.pt"]  # no .tmp left
+    events = read_log(log_dir)
+    model, checkpoint = train_gpt2.GPT.from_checkpoint(os.path.join(log_dir, "model_00006.pt"))
+    assert checkpoint["step"] == MAX_STEPS
+    assert checkpoint["config"] == dict(block_size=1024, vocab_size=50304, n_layer=2, n_head=2, n_embd=32)
+    assert checkpoint["args"]["max_lr"] == 3e-3 and checkpoint["args"]["data"] == str(shards)
+    assert checkpoint["val_loss"] == pytest.approx(events["val"][6], abs=1e-4)
+    loader = train_gpt2.DataLoaderLite(2, 32, split="val", data=str(shards))
+    loss = train_gpt2.val_loss(model, loader, 2, "cpu", "cpu", None).item()
+    assert loss == pytest.approx(events["val"][6], abs=1e-3)
+
+
+def test_training_continues_from_a_checkpoint_with_init_from(run, tmp_path, capsys):
+    shards, log_dir, _ = run
+    events = read_log(log_dir)
+    train_gpt2.main(["--data", str(shards), "--log_dir", str(tmp_path), "--no-hellaswag",
+                     "--init_from", os.path.join(log_dir, "model_00006.pt"),
+                     *TINY, "--max_steps", "1", "--warmup_steps", "1"])  # the later flags win
+    first_val = read_log(tmp_path)["val"][0]
+    assert first_val == pytest.approx(events["val"][6], abs=1e-3)  # it starts where the first run ended

@@ -3,6 +3,7 @@ Tests for hellaswag.py: CPU only, offline, on a small file in the HellaSwag sche
 GPT2LMHeadModel that the tests write themselves. The reference for the scores is a brute-force loop written here,
 one unpadded sequence and one ending token at a time, with HF's model as the model.
 """
+import argparse
 import json
 import os
 import subprocess
@@ -343,3 +344,26 @@ def test_import_has_no_side_effects(tmp_path):
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Our checkpoints
+
+
+def test_checkpoint_matches_direct_evaluation(tmp_path, data_dir, capsys):
+    import train_gpt2
+    config = dict(block_size=128, vocab_size=50304, n_layer=2, n_head=2, n_embd=32)
+    torch.manual_seed(1337)
+    model = train_gpt2.GPT(train_gpt2.GPTConfig(**config)).eval()
+    path = tmp_path / "model_00010.pt"
+    train_gpt2.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
+
+    correct, correct_norm, total = hellaswag.evaluate(lambda x: model(x)[0], data_dir=data_dir)
+    hellaswag.main(["-m", str(path), "-d", "cpu", "--data_dir", data_dir])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"{total} acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
+    # Counts can agree by chance on a random model; the loaded model's logits cannot.
+    loaded = hellaswag.load_model(str(path), "cpu")
+    tokens, _, _ = hellaswag.render_example(RECORDS[0])
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(tokens), model(tokens)[0], rtol=0, atol=0)
