@@ -270,7 +270,8 @@ def load_tokens(path):
     if os.path.basename(path) == "input.txt":
         fetch_tiny_shakespeare(path)
     if not os.path.isfile(path):
-        raise SystemExit(f"--data {path}: no such file; pass a text file such as input.txt")
+        raise SystemExit(f"--data {path}: no such file or shard directory; run 'python fineweb.py' to make the "
+                         "FineWeb-Edu shards in edu_fineweb10B/, or pass --data input.txt")
     with open(path, encoding="utf-8") as f:
         text = f.read()
     enc = tiktoken.get_encoding("gpt2")
@@ -541,8 +542,10 @@ def pick_device(requested="auto"):
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample.")
-    parser.add_argument("--data", default="input.txt",
+    parser = argparse.ArgumentParser(
+        description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
+                    "recipe on FineWeb-Edu; see the README for a small run on a CPU.")
+    parser.add_argument("--data", default="edu_fineweb10B",
                         help="a directory of shards written by fineweb.py, or a text file (its last 10%% of tokens "
                              "is the val split); input.txt is tiny Shakespeare, downloaded on first use")
     parser.add_argument("--init_from", default="scratch",

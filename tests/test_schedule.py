@@ -43,3 +43,18 @@ def test_warmup_longer_than_the_run_is_refused(capsys):
     with pytest.raises(SystemExit):
         parse_args(["--max_steps", "100", "--warmup_steps", "200"])
     assert "lower --warmup_steps" in capsys.readouterr().err
+
+
+def test_the_default_run_is_the_gpt2_124m_recipe():
+    args = parse_args([])
+    assert args.data == "edu_fineweb10B" and args.init_from == "scratch"
+    assert (args.n_layer, args.n_head, args.n_embd, args.vocab_size) == (12, 12, 768, 50304)
+    assert (args.total_batch_size, args.batch_size, args.seq_len) == (524288, 64, 1024)
+    assert (args.weight_decay, args.eval_interval, args.val_steps, args.checkpoint_interval) == (0.1, 250, 20, 5000)
+    assert args.hellaswag and args.compile is None and args.dtype == "auto"  # compile and bf16: on where they pay
+
+
+def test_missing_data_says_what_to_run(tmp_path):
+    import train_gpt2
+    with pytest.raises(SystemExit, match="run 'python fineweb.py'"):
+        train_gpt2.DataLoaderLite(2, 8, data=str(tmp_path / "edu_fineweb10B"))
