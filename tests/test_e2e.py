@@ -1,5 +1,5 @@
 """End to end on CPU: fineweb.py shards -> train_gpt2.py with torch.compile, validation, HellaSwag, sampling and
-checkpoints -> log.txt, and a checkpoint that reproduces its logged val loss."""
+checkpoints -> log.txt, a checkpoint that reproduces its logged val loss, and play.ipynb plotting the log."""
 import contextlib
 import io
 import json
@@ -100,3 +100,18 @@ def test_training_continues_from_a_checkpoint_with_init_from(run, tmp_path, caps
                      *TINY, "--max_steps", "1", "--warmup_steps", "1"])  # the later flags win
     first_val = read_log(tmp_path)["val"][0]
     assert first_val == pytest.approx(events["val"][6], abs=1e-3)  # it starts where the first run ended
+
+
+def test_notebook_plots_the_log(run, tmp_path):
+    from test_notebook import run_notebook
+    from transformers import GPT2Config, GPT2LMHeadModel
+    _, log_dir, _ = run
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=4, n_embd=256, n_positions=128)).save_pretrained(tmp_path / "hf")
+    nb = run_notebook({"PLAY_MODEL": str(tmp_path / "hf"), "PLAY_LOG": str(log_dir / "log.txt")})
+    printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs if o.output_type == "stream")
+    events = read_log(log_dir)
+    assert f"min train loss: {min(events['train'].values()):.4f}" in printed
+    assert f"min val loss: {min(events['val'].values()):.4f}" in printed
+    assert f"max HellaSwag acc_norm: {max(events['hella'].values()):.4f}" in printed
+    assert any(o.output_type == "display_data" and "image/png" in o.data for o in nb.cells[-1].outputs)
