@@ -316,6 +316,15 @@ class DataLoaderLite:
     def load(self, shard):
         return load_shard(shard) if isinstance(shard, str) else shard
 
+    def state_dict(self):
+        """Where the loader is: the shard and the start of the current round of windows (the same on every rank)."""
+        return {"shard": self.current_shard, "round_start": self.position - self.B * self.T * self.rank}
+
+    def load_state_dict(self, state):
+        self.current_shard = state["shard"]
+        self.tokens = self.load(self.shards[self.current_shard])
+        self.position = state["round_start"] + self.B * self.T * self.rank
+
     def reset(self):
         """Back to the start of the split (the validation loss is always measured on the same batches)."""
         self.current_shard = 0
@@ -438,25 +447,52 @@ def all_reduce_mean(t, ddp, world_size):
     return t
 
 
-def save_checkpoint(path, model, step, val_loss, args):
-    """Write what it takes to use the model again (weights, shape) and what says how it was made (step, val loss,
-    the run's arguments). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written to a
-    temporary name and renamed: a crash while writing never leaves a file that looks whole."""
+def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None):
+    """Write what it takes to use the model again (weights, shape), what says how it was made (step, val loss, the
+    run's arguments) and, given the optimizer and the data loader, what it takes to continue the run exactly (their
+    state and the RNG states). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written
+    to a temporary name and renamed: a crash while writing never leaves a file that looks whole."""
     checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
                   "args": vars(args)}
+    if optimizer is not None:
+        checkpoint["optimizer"] = optimizer.state_dict()
+        checkpoint["train_loader"] = train_loader.state_dict()
+        checkpoint["rng"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
     tmp = path + ".tmp"
     torch.save(checkpoint, tmp)
     os.replace(tmp, path)
 
 
+def latest_checkpoint(log_dir):
+    """The checkpoint of log_dir with the highest step, or None."""
+    names = sorted(f for f in os.listdir(log_dir) if f.startswith("model_") and f.endswith(".pt")) \
+        if os.path.isdir(log_dir) else []
+    return os.path.join(log_dir, names[-1]) if names else None  # zero-padded steps sort as numbers
+
+
 class Log:
     """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...). Each line is appended
-    and flushed at once, so a crash loses at most the line being written."""
+    and flushed at once, so a crash loses at most the line being written.
 
-    def __init__(self, log_dir):
+    A new run starts an empty log. A run resumed at step S keeps what came before S and the evaluations of S itself
+    (they were logged just before the checkpoint was saved) and drops the rest, which the killed run wrote after its
+    checkpoint and the resumed run is about to redo."""
+
+    def __init__(self, log_dir, resume_step=None):
         os.makedirs(log_dir, exist_ok=True)
         self.path = os.path.join(log_dir, "log.txt")
-        open(self.path, "w").close()  # a new run starts a new log
+        kept = []
+        if resume_step is not None and os.path.exists(self.path):
+            with open(self.path) as f:
+                for line in f:
+                    step, kind = line.split()[:2]
+                    if int(step) < resume_step or (int(step) == resume_step and kind != "train"):
+                        kept.append(line)
+        with open(self.path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(self.path + ".tmp", self.path)
 
     def write(self, line):
         with open(self.path, "a") as f:
@@ -592,6 +628,10 @@ def parse_args(argv=None):
                         help="evaluate only the first N of the 10,042 val examples (default: all)")
     parser.add_argument("--checkpoint_interval", type=int, default=5000,
                         help="write log_dir/model_STEP.pt every this many steps (and at the end)")
+    parser.add_argument("--resume", default=None,
+                        help="continue a run exactly from one of its checkpoints (weights, optimizer, data position, "
+                             "RNG, step; log.txt continues): a model_STEP.pt path, or 'auto' for the newest one in "
+                             "--log_dir (none yet: start from step 0)")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--sample_interval", type=int, default=250,
                         help="print samples every this many steps (and at the end)")
@@ -649,7 +689,30 @@ def main(argv=None):
     amp_dtype = pick_autocast_dtype(args.dtype, device_type)
     print0(f"autocast dtype: {amp_dtype or 'none (float32)'}")
 
-    if args.init_from == "scratch":
+    resume = None
+    if args.resume is not None:
+        path = latest_checkpoint(args.log_dir) if args.resume == "auto" else args.resume
+        if path is None:
+            print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
+        else:
+            resume = torch.load(path, map_location="cpu", weights_only=True)
+            if "optimizer" not in resume:
+                raise SystemExit(f"{path} holds weights only, not a run to resume; start from it with --init_from")
+            saved = resume["args"]
+            for name in ("total_batch_size", "batch_size", "seq_len", "data"):
+                if saved[name] != getattr(args, name):
+                    raise SystemExit(f"--resume {path}: that run had --{name} {saved[name]}, this one "
+                                     f"{getattr(args, name)}; resume with the same value, or start a new run")
+            if saved.get("world_size", 1) != world_size:
+                raise SystemExit(f"--resume {path}: that run had {saved.get('world_size', 1)} process(es), this one "
+                                 f"{world_size}; resume on as many, or start a new run")
+            print0(f"resuming from {path} at step {resume['step']}")
+    args.world_size = world_size  # saved in checkpoints, for the check above
+
+    if resume is not None:
+        model = GPT(GPTConfig(**resume["config"]))
+        model.load_state_dict(resume["model"])
+    elif args.init_from == "scratch":
         config = GPTConfig(vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
         model = GPT(config)
     elif args.init_from.endswith(".pt"):
@@ -686,14 +749,24 @@ def main(argv=None):
                 hellaswag.download("val", args.hellaswag_dir)  # once, before the other processes look for it
             if ddp:
                 dist.barrier()
-        log = Log(args.log_dir) if master_process else None
+        start_step = 0
+        if resume is not None:
+            start_step = resume["step"]
+            optimizer.load_state_dict(resume["optimizer"])
+            train_loader.load_state_dict(resume["train_loader"])
+            torch.set_rng_state(resume["rng"]["cpu"])
+            if "cuda" in resume["rng"] and device_type == "cuda":
+                torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
+        log = Log(args.log_dir, resume_step=start_step if resume is not None else None) if master_process else None
         peak = peak_flops(device_type)
         flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
         # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
-        for step in range(args.max_steps + 1):
+        for step in range(start_step, args.max_steps + 1):
             last_step = step == args.max_steps
             checkpoint_due = step > 0 and (step % args.checkpoint_interval == 0 or last_step)
-            if step % args.eval_interval == 0 or last_step or checkpoint_due:
+            # A resumed run's first step was evaluated (and checkpointed) by the run that saved it.
+            evaluated = resume is not None and step == start_step
+            if (step % args.eval_interval == 0 or last_step or checkpoint_due) and not evaluated:
                 # The same val batches every time, on the compiled model: same shapes as training, so compile
                 # handles it (one more graph, for no_grad). Its time is not part of the step's dt below.
                 loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype)
@@ -703,9 +776,9 @@ def main(argv=None):
                     log.write(f"{step} val {loss_val:.4f}")
                 if master_process and checkpoint_due:
                     path = os.path.join(args.log_dir, f"model_{step:05d}.pt")
-                    save_checkpoint(path, raw_model, step, loss_val, args)
+                    save_checkpoint(path, raw_model, step, loss_val, args, optimizer, train_loader)
                     print0(f"step {step:5d} | saved {path}")
-            if args.hellaswag and (step % args.eval_interval == 0 or last_step):
+            if args.hellaswag and (step % args.eval_interval == 0 or last_step) and not evaluated:
                 # On the uncompiled module: every example has its own length, and the compiled model would
                 # recompile for each new one.
                 acc_norm = hellaswag_accuracy(raw_model, device, device_type, amp_dtype, ddp, rank, world_size,
@@ -713,7 +786,7 @@ def main(argv=None):
                 print0(f"step {step:5d} | HellaSwag acc_norm {acc_norm:.4f}")
                 if master_process:
                     log.write(f"{step} hella {acc_norm:.4f}")
-            if master_process and ((step > 0 and step % args.sample_interval == 0) or last_step):
+            if master_process and ((step > 0 and step % args.sample_interval == 0) or last_step) and not evaluated:
                 # Uncompiled, like HellaSwag: generation changes the sequence length at every token.
                 for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device,
                                    args.seed + rank):

@@ -1,0 +1,56 @@
+"""Exact resume: a run stopped after its checkpoint at step 3 and resumed with --resume ends exactly where the same
+run straight through ends: the same per-step losses, the same log.txt, the same final weights."""
+import os
+import shutil
+
+import pytest
+import torch
+
+import train_gpt2
+
+TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
+        "--total_batch_size", "128", "--max_steps", "6", "--warmup_steps", "2", "--max_lr", "3e-3",
+        "--eval_interval", "3", "--val_steps", "2", "--checkpoint_interval", "3", "--sample_interval", "100",
+        "--no-hellaswag", "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2"]
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory, shakespeare):
+    log_dir = tmp_path_factory.mktemp("straight")
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(log_dir), *TINY])
+    return log_dir
+
+
+def test_stop_and_resume_gives_the_straight_run(straight, shakespeare, tmp_path):
+    # The killed run: its checkpoint at step 3, and a log that went on past it (steps 3 and 4 trained, then killed).
+    shutil.copy(straight / "model_00003.pt", tmp_path)
+    lines = read(straight / "log.txt").splitlines(keepends=True)
+    killed_at = next(i for i, line in enumerate(lines) if line.startswith("5 train"))
+    (tmp_path / "log.txt").write_text("".join(lines[:killed_at]))
+
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), "--resume", "auto", *TINY])
+
+    assert read(tmp_path / "log.txt") == read(straight / "log.txt")  # the losses of every step, to the 6th digit
+    a = torch.load(straight / "model_00006.pt", weights_only=True)
+    b = torch.load(tmp_path / "model_00006.pt", weights_only=True)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    assert b["val_loss"] == a["val_loss"]
+
+
+def test_resume_auto_without_a_checkpoint_starts_from_scratch(shakespeare, tmp_path, capsys):
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), "--resume", "auto", *TINY,
+                     "--max_steps", "1", "--warmup_steps", "1"])
+    assert "no checkpoint in" in capsys.readouterr().out
+    assert os.path.exists(tmp_path / "model_00001.pt")
+
+
+def test_resume_with_another_batch_size_is_refused(straight, shakespeare, tmp_path):
+    with pytest.raises(SystemExit, match="that run had --total_batch_size 128, this one 256"):
+        train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *TINY,
+                         "--resume", str(straight / "model_00003.pt"), "--total_batch_size", "256"])
