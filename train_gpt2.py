@@ -181,6 +181,27 @@ class GPT(nn.Module):
         # follow the gradient scale faster, which keeps large-model training stable.
         return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), eps=1e-8, fused=fused)
 
+    def save_pretrained(self, out_dir):
+        """Write this model as a transformers GPT2LMHeadModel directory (safetensors, tied embeddings), the way
+        from_pretrained reads one, so it works with transformers pipelines and lm-evaluation-harness. A padded
+        vocabulary is cut back to the tokenizer's 50257 rows: the others are never real tokens."""
+        from transformers import GPT2Config, GPT2LMHeadModel  # imported here: training does not need transformers
+
+        c = self.config
+        vocab_size = min(c.vocab_size, GPT2_VOCAB_SIZE)
+        hf_config = GPT2Config(vocab_size=vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
+                               n_head=c.n_head, activation_function="gelu_new", tie_word_embeddings=True)
+        hf_model = GPT2LMHeadModel(hf_config)
+        sd_hf = hf_model.state_dict()
+        with torch.no_grad():
+            for name, tensor in self.state_dict().items():
+                if name in ("transformer.wte.weight", "lm_head.weight"):
+                    tensor = tensor[:vocab_size]
+                if name.endswith(self.CONV1D_WEIGHTS):
+                    tensor = tensor.t()  # back to the checkpoint's (in, out) layout
+                sd_hf[name].copy_(tensor)
+        hf_model.save_pretrained(out_dir, safe_serialization=True)
+
     @classmethod
     def from_checkpoint(cls, path):
         """A model saved by save_checkpoint(), and the checkpoint's other contents (step, val_loss, args).
@@ -632,6 +653,9 @@ def parse_args(argv=None):
                         help="continue a run exactly from one of its checkpoints (weights, optimizer, data position, "
                              "RNG, step; log.txt continues): a model_STEP.pt path, or 'auto' for the newest one in "
                              "--log_dir (none yet: start from step 0)")
+    parser.add_argument("--export_hf", default=None, metavar="DIR",
+                        help="write the --init_from model (e.g. a checkpoint) as a HuggingFace GPT2LMHeadModel "
+                             "directory and exit")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--sample_interval", type=int, default=250,
                         help="print samples every this many steps (and at the end)")
@@ -719,6 +743,13 @@ def main(argv=None):
         model, _ = GPT.from_checkpoint(args.init_from)
     else:
         model = GPT.from_pretrained(args.init_from)
+    if args.export_hf:
+        if master_process:
+            model.save_pretrained(args.export_hf)
+            print0(f"wrote {args.export_hf}/: load it with GPT2LMHeadModel.from_pretrained({args.export_hf!r})")
+        if ddp:
+            dist.destroy_process_group()
+        return
     model.to(device)
     use_compile = args.compile
     if use_compile is None:
