@@ -598,6 +598,26 @@ def pick_device(requested="auto"):
     return requested, device_type
 
 
+# Model presets: shape and the recipe that goes with it. The GPT-3 rows are the GPT-3 paper's table 2.1 (context
+# 2048). The GPT-2 rows take OpenAI's GPT-2 shapes (context 1024) and the batch and learning rate of the GPT-3 model
+# of nearest size, since the GPT-2 paper does not give them per size.
+#          name: (n_layer, n_head, n_embd, context, total_batch_size, max_lr)
+MODEL_PRESETS = {
+    "gpt2": (12, 12, 768, 1024, 2**19, 6e-4),  # 124M
+    "gpt2-medium": (24, 16, 1024, 1024, 2**19, 3e-4),  # 350M
+    "gpt2-large": (36, 20, 1280, 1024, 2**19, 2.5e-4),  # 774M
+    "gpt2-xl": (48, 25, 1600, 1024, 2**20, 2e-4),  # 1558M
+    "gpt3-small": (12, 12, 768, 2048, 2**19, 6e-4),  # 125M
+    "gpt3-medium": (24, 16, 1024, 2048, 2**19, 3e-4),  # 350M
+    "gpt3-large": (24, 16, 1536, 2048, 2**19, 2.5e-4),  # 760M
+    # The table gives GPT-3 XL 24 heads of 128 channels, which is 3072, not its d_model of 2048; we keep the head
+    # size of 128 and d_model 2048, so 16 heads.
+    "gpt3-xl": (24, 16, 2048, 2048, 2**20, 2e-4),  # 1.3B
+}
+WARMUP_TOKENS = 375e6  # GPT-3 paper, appendix B: linear warmup over the first 375M tokens
+TRAIN_TOKENS = 10e9  # one pass over FineWeb-Edu sample-10BT
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
@@ -611,23 +631,32 @@ def parse_args(argv=None):
                              "checkpoint of this script (its weights; the step and optimizer start afresh)")
     parser.add_argument("--weight_decay", type=float, default=0.1,
                         help="AdamW weight decay of the matmul weights and embeddings (GPT-3 paper: 0.1)")
-    parser.add_argument("--n_layer", type=int, default=12, help="transformer blocks (scratch only)")
-    parser.add_argument("--n_head", type=int, default=12, help="attention heads per block (scratch only)")
-    parser.add_argument("--n_embd", type=int, default=768, help="width of the residual stream (scratch only)")
+    parser.add_argument("--model", default="gpt2", choices=list(MODEL_PRESETS),
+                        help="the size to train from scratch: sets the shape, the context, the batch and the "
+                             "learning rate of the recipe; every one of them can still be set by its own flag")
+    parser.add_argument("--n_layer", type=int, default=None, help="transformer blocks (default: from --model)")
+    parser.add_argument("--n_head", type=int, default=None, help="attention heads per block (default: from --model)")
+    parser.add_argument("--n_embd", type=int, default=None, help="width of the residual stream (default: from --model)")
+    parser.add_argument("--block_size", type=int, default=None,
+                        help="longest context the model can see (default: from --model, 1024 for GPT-2)")
     parser.add_argument("--vocab_size", type=int, default=50304,
                         help="vocabulary size (scratch only); 50304 = GPT-2's 50257 padded to a multiple of 128, "
                              "which GPU matmul kernels handle faster")
-    parser.add_argument("--batch_size", type=int, default=64, help="B: rows per micro-batch (per process)")
-    parser.add_argument("--seq_len", type=int, default=1024, help="T: tokens per row")
-    parser.add_argument("--total_batch_size", type=int, default=524288,
-                        help="tokens per optimizer step, reached by gradient accumulation (GPT-3 paper, table 2.1: "
-                             "0.5M for the 125M model; 2**19 here)")
-    parser.add_argument("--max_steps", type=int, default=19073,
-                        help="optimizer steps; 0 only samples (19073 steps of 524,288 tokens = one pass over 10B tokens)")
-    parser.add_argument("--warmup_steps", type=int, default=715,
-                        help="steps of linear learning-rate warmup (GPT-3 warms up over 375M tokens = 715 steps here)")
-    parser.add_argument("--max_lr", type=float, default=6e-4,
-                        help="peak learning rate, after warmup (GPT-3 paper, table 2.1, for the 125M model)")
+    parser.add_argument("--batch_size", type=int, default=None,
+                        help="B: rows per micro-batch (per process); default 64 at context 1024, 32 at 2048")
+    parser.add_argument("--seq_len", type=int, default=None, help="T: tokens per row (default: the context)")
+    parser.add_argument("--total_batch_size", type=int, default=None,
+                        help="tokens per optimizer step, reached by gradient accumulation (default: from --model; "
+                             "GPT-3 paper, table 2.1: 0.5M for the 125M model, 2**19 here)")
+    parser.add_argument("--max_steps", type=int, default=None,
+                        help="optimizer steps; 0 only samples (default: one pass over 10B tokens, 19073 steps of "
+                             "524,288 tokens)")
+    parser.add_argument("--warmup_steps", type=int, default=None,
+                        help="steps of linear learning-rate warmup (default: 375M tokens as in GPT-3, 715 steps of "
+                             "524,288 tokens)")
+    parser.add_argument("--max_lr", type=float, default=None,
+                        help="peak learning rate, after warmup (default: from --model; GPT-3 paper, table 2.1: 6e-4 "
+                             "for the 125M model)")
     parser.add_argument("--min_lr", type=float, default=None,
                         help="learning rate at the end of the cosine decay (default: 0.1 * max_lr, as in GPT-3)")
     parser.add_argument("--device", default="auto",
@@ -662,6 +691,17 @@ def parse_args(argv=None):
     parser.add_argument("--num_samples", type=int, default=4, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="length of each continuation, in tokens")
     args = parser.parse_args(argv)
+    # Whatever was not set by its own flag comes from the preset; derived numbers are computed, never typed twice.
+    n_layer, n_head, n_embd, context, total_batch_size, max_lr = MODEL_PRESETS[args.model]
+    preset = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context, seq_len=context,
+                  batch_size=64 * 1024 // context, total_batch_size=total_batch_size, max_lr=max_lr)
+    for name, value in preset.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
+    if args.max_steps is None:
+        args.max_steps = int(TRAIN_TOKENS // args.total_batch_size)
+    if args.warmup_steps is None:
+        args.warmup_steps = int(WARMUP_TOKENS // args.total_batch_size)
     if args.min_lr is None:
         args.min_lr = 0.1 * args.max_lr
     if 0 < args.max_steps < args.warmup_steps:
@@ -737,7 +777,8 @@ def main(argv=None):
         model = GPT(GPTConfig(**resume["config"]))
         model.load_state_dict(resume["model"])
     elif args.init_from == "scratch":
-        config = GPTConfig(vocab_size=args.vocab_size, n_layer=args.n_layer, n_head=args.n_head, n_embd=args.n_embd)
+        config = GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
+                           n_head=args.n_head, n_embd=args.n_embd)
         model = GPT(config)
     elif args.init_from.endswith(".pt"):
         model, _ = GPT.from_checkpoint(args.init_from)

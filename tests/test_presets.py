@@ -1,0 +1,39 @@
+"""Model presets: the shapes give the published parameter counts, the recipe follows, and flags override."""
+import pytest
+import torch
+
+from train_gpt2 import GPT, GPTConfig, parse_args
+
+
+def n_params(args):
+    config = GPTConfig(block_size=args.block_size, vocab_size=50257, n_layer=args.n_layer, n_head=args.n_head,
+                       n_embd=args.n_embd)
+    with torch.device("meta"):  # shapes only: no memory for the 1.5B-parameter models
+        return sum(p.numel() for p in GPT(config).parameters())
+
+
+# OpenAI's GPT-2 checkpoints (counted by transformers' GPT2LMHeadModel, tied embeddings once).
+@pytest.mark.parametrize("name, count", [("gpt2", 124_439_808), ("gpt2-medium", 354_823_168),
+                                         ("gpt2-large", 774_030_080), ("gpt2-xl", 1_557_611_200)])
+def test_gpt2_presets_have_openais_parameter_counts(name, count):
+    assert n_params(parse_args(["--model", name])) == count
+
+
+# The GPT-3 paper's table 2.1 rounds its counts; ours, with GPT-2's 50257-token vocabulary, are within 5%.
+@pytest.mark.parametrize("name, count", [("gpt3-small", 125e6), ("gpt3-medium", 350e6), ("gpt3-large", 760e6),
+                                         ("gpt3-xl", 1.3e9)])
+def test_gpt3_presets_match_table_2_1(name, count):
+    assert abs(n_params(parse_args(["--model", name])) / count - 1) < 0.05
+
+
+def test_preset_recipe_and_derived_steps():
+    xl = parse_args(["--model", "gpt3-xl"])
+    assert (xl.block_size, xl.seq_len, xl.batch_size) == (2048, 2048, 32)
+    assert (xl.total_batch_size, xl.max_lr, xl.min_lr) == (2**20, 2e-4, pytest.approx(2e-5))
+    assert xl.max_steps == int(10e9 // 2**20) and xl.warmup_steps == int(375e6 // 2**20)
+
+
+def test_flags_override_the_preset():
+    args = parse_args(["--model", "gpt2-medium", "--n_layer", "4", "--max_lr", "1e-3", "--seq_len", "256"])
+    assert (args.n_layer, args.n_head, args.n_embd) == (4, 16, 1024)
+    assert (args.max_lr, args.seq_len, args.block_size) == (1e-3, 256, 1024)
