@@ -51,16 +51,26 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None):
+        """kv_cache: for generation, this layer's dict of the keys and values of the positions seen so far (empty at
+        first); the new positions' keys and values are appended to it."""
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # each (B, T, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         k = k.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
         v = v.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+        if kv_cache is not None:
+            if kv_cache:
+                k = torch.cat((kv_cache["k"], k), dim=2)  # (B, nh, T_past + T, hs)
+                v = torch.cat((kv_cache["v"], v), dim=2)
+            kv_cache["k"], kv_cache["v"] = k, v
         # softmax(q k^T / sqrt(hs) + causal mask) v, computed by a fused kernel (FlashAttention on recent GPUs, Dao
         # et al. 2022) that never writes the (T, T) attention matrix to memory. Same result, much less memory
-        # traffic. is_causal=True is the mask: position t attends to positions <= t.
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+        # traffic. is_causal=True is the mask: position t attends to positions <= t. A single new token after a
+        # filled cache comes after every cached position, so it may see them all: no mask.
+        if q.size(2) != k.size(2):
+            assert q.size(2) == 1, "after the cache is filled, generation feeds one token at a time"
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(2) == k.size(2))  # (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.c_proj(y)
 
@@ -86,10 +96,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x):
+    def forward(self, x, kv_cache=None):
         # Pre-LayerNorm (GPT-2 paper, section 2.3): the residual stream itself is never normalised, so gradients
         # flow straight from the loss to the embeddings through the additions.
-        x = x + self.attn(self.ln_1(x))
+        x = x + self.attn(self.ln_1(x), kv_cache)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -126,15 +136,18 @@ class GPT(nn.Module):
         elif isinstance(module, nn.Embedding):
             torch.nn.init.normal_(module.weight, mean=0.0, std=0.02)
 
-    def forward(self, idx, targets=None):
+    def forward(self, idx, targets=None, kv_cache=None):
         """idx: (B, T) token ids. Returns the logits (B, T, V) and, when targets (B, T) are given, the mean
-        cross-entropy of predicting each target from the tokens up to it."""
+        cross-entropy of predicting each target from the tokens up to it. kv_cache (generation only): one dict per
+        layer holding the keys and values of the tokens already fed in; idx then continues after them."""
         B, T = idx.size()
-        assert T <= self.config.block_size, f"sequence of length {T} is longer than block_size {self.config.block_size}"
-        pos = torch.arange(0, T, dtype=torch.long, device=idx.device)  # (T,)
+        past = kv_cache[0]["k"].size(2) if kv_cache and kv_cache[0] else 0  # tokens already in the cache
+        assert past + T <= self.config.block_size, \
+            f"sequence of length {past + T} is longer than block_size {self.config.block_size}"
+        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
         x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C) broadcasts over B
-        for block in self.transformer.h:
-            x = block(x)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache[i] if kv_cache is not None else None)
         x = self.transformer.ln_f(x)
         logits = self.lm_head(x)  # (B, T, V)
         loss = None
@@ -150,15 +163,29 @@ class GPT(nn.Module):
         return 6 * n_params + 12 * self.config.n_layer * self.config.n_embd * T
 
     @torch.no_grad()
-    def generate(self, idx, max_new_tokens, top_k=50, generator=None):
+    def generate(self, idx, max_new_tokens, top_k=50, generator=None, temperature=1.0, use_cache=True):
         """Extend idx (B, T) by max_new_tokens tokens, each drawn from the top_k most likely next tokens (top_k=1 is
-        greedy decoding). Pass a seeded torch.Generator on idx's device for reproducible samples."""
+        greedy decoding) after dividing the logits by temperature. Pass a seeded torch.Generator on idx's device for
+        reproducible samples.
+
+        With use_cache, the keys and values of every token fed in are kept, so each new token costs one position's
+        work instead of the whole sequence's. Once the sequence outgrows block_size the oldest tokens must drop
+        out of the context, which changes every position; from then on each step runs the cropped context afresh,
+        exactly as without the cache."""
+        kv_cache = None
         for _ in range(max_new_tokens):
-            idx_cond = idx[:, -self.config.block_size:]  # the model cannot look further back than block_size
-            logits, _ = self(idx_cond)
+            if use_cache and idx.size(1) <= self.config.block_size:
+                if kv_cache is None:
+                    kv_cache = [{} for _ in self.transformer.h]
+                    logits, _ = self(idx, kv_cache=kv_cache)  # the whole prompt fills the cache
+                else:
+                    logits, _ = self(idx[:, -1:], kv_cache=kv_cache)  # only the token drawn last
+            else:
+                idx_cond = idx[:, -self.config.block_size:]  # the model cannot look further back than block_size
+                logits, _ = self(idx_cond)
             # Only the last position predicts the next token. With a padded vocabulary (50304 for speed) the rows past
             # the tokenizer's 50257 are never real tokens: cut them off so they can never be drawn or fail to decode.
-            logits = logits[:, -1, :GPT2_VOCAB_SIZE]  # (B, V) with V <= 50257
+            logits = logits[:, -1, :GPT2_VOCAB_SIZE] / temperature  # (B, V) with V <= 50257
             # Sampling only among the top k keeps the model away from the long tail of unlikely tokens.
             topk_logits, topk_idx = torch.topk(logits, min(top_k, logits.size(-1)), dim=-1)  # (B, k)
             probs = F.softmax(topk_logits, dim=-1)  # (B, k)
@@ -210,6 +237,14 @@ class GPT(nn.Module):
         model = cls(GPTConfig(**checkpoint["config"]))
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint
+
+    @classmethod
+    def load(cls, name_or_path):
+        """A trained model from anywhere this project reads one: a model_STEP.pt checkpoint of this script, an
+        OpenAI model name or a directory written by GPT2LMHeadModel.save_pretrained."""
+        if name_or_path.endswith(".pt"):
+            return cls.from_checkpoint(name_or_path)[0]
+        return cls.from_pretrained(name_or_path)
 
     # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
     # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
@@ -521,12 +556,14 @@ class Log:
             f.flush()
 
 
-def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50):
-    """num_samples continuations of prompt, as strings, reproducible for a given seed."""
-    tokens = torch.tensor(enc.encode(prompt), dtype=torch.long, device=device)
+def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50, temperature=1.0, use_cache=True):
+    """num_samples continuations of prompt, as strings, reproducible for a given seed. An empty prompt starts from
+    <|endoftext|>, the token that opens every document the model was trained on."""
+    tokens = torch.tensor(enc.encode_ordinary(prompt) or [enc.eot_token], dtype=torch.long, device=device)
     idx = tokens.unsqueeze(0).repeat(num_samples, 1)  # (num_samples, T)
     generator = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, top_k=top_k, generator=generator)
+    out = model.generate(idx, max_new_tokens, top_k=top_k, generator=generator, temperature=temperature,
+                         use_cache=use_cache)
     return [enc.decode(row.tolist()) for row in out]
 
 
@@ -780,10 +817,8 @@ def main(argv=None):
         config = GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                            n_head=args.n_head, n_embd=args.n_embd)
         model = GPT(config)
-    elif args.init_from.endswith(".pt"):
-        model, _ = GPT.from_checkpoint(args.init_from)
     else:
-        model = GPT.from_pretrained(args.init_from)
+        model = GPT.load(args.init_from)
     if args.export_hf:
         if master_process:
             model.save_pretrained(args.export_hf)

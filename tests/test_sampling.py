@@ -55,3 +55,24 @@ def test_padded_vocabulary_is_never_sampled():
     assert logits[0, -1].argmax().item() >= GPT2_VOCAB_SIZE  # the trap is set
     out = model.generate(idx, 20, top_k=50, generator=torch.Generator().manual_seed(0))
     assert out.max().item() < GPT2_VOCAB_SIZE
+
+
+def test_kv_cache_gives_the_uncached_tokens():
+    model = tiny_model()  # block_size 32: the second case runs past it, where the cache must give way
+    for prompt_len, new in ((5, 20), (5, 40)):
+        idx = torch.randint(0, 100, (3, prompt_len), generator=torch.Generator().manual_seed(prompt_len))
+        greedy = [model.generate(idx, new, top_k=1, use_cache=c) for c in (True, False)]
+        assert torch.equal(*greedy)
+        sampled = [model.generate(idx, new, top_k=10, temperature=0.8, use_cache=c,
+                                  generator=torch.Generator().manual_seed(1)) for c in (True, False)]
+        assert torch.equal(*sampled)
+
+
+def test_cached_logits_match_a_full_forward_pass():
+    model = tiny_model()
+    idx = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(0))
+    full, _ = model(idx)
+    cache = [{} for _ in model.transformer.h]
+    first, _ = model(idx[:, :8], kv_cache=cache)
+    steps = [model(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(8, 12)]
+    assert torch.allclose(torch.cat([first, *steps], dim=1), full, atol=1e-5)
