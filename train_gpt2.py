@@ -345,13 +345,15 @@ def load_shard(path):
 
 
 class DataLoaderLite:
-    """Serves (x, y) batches of B rows of T tokens of one split, walking its tokens in order and wrapping around.
+    """Serves (x, y) batches of B rows of T tokens of one split, walking its tokens in order, epoch after epoch.
     y is x shifted by one token: at every position the model learns to predict the next token.
 
     `data` is a directory of shards written by fineweb.py (the files whose names contain `_{split}_`, read in name
     order), or a text file such as input.txt (tokenized here; its last 10% of tokens is the val split).
     With several processes, process `rank` of `world_size` reads every world_size-th window of B*T tokens, so the
-    processes together read the stream in order, each window once."""
+    processes together read the stream in order, each window once. The shards are one stream: the tokens at the
+    end of a shard that do not fill a round of windows open the next shard's first round, so nothing is skipped but
+    the tail of an epoch that cannot fill a round."""
 
     def __init__(self, B, T, rank=0, world_size=1, split="train", data="input.txt"):
         assert split in ("train", "val")
@@ -363,38 +365,42 @@ class DataLoaderLite:
                 raise SystemExit(f"no shards matching '{split}' in {data}/: run 'python fineweb.py' first, or pass "
                                  "--data input.txt")
             self.shards = [os.path.join(data, name) for name in names]
+            total = sum(np.load(path, mmap_mode="r").shape[0] for path in self.shards)  # reads headers only
         else:
             tokens = load_tokens(data)
             n_val = len(tokens) // 10
             self.shards = [tokens[:-n_val] if split == "train" else tokens[-n_val:]]  # one in-memory "shard"
+            total = len(self.shards[0])
+        needed = B * T * world_size + 1
+        if total < needed:
+            raise SystemExit(f"the {split} split of {data} holds {total:,} tokens, fewer than one batch of every "
+                             f"process needs (B * T * processes + 1 = {needed:,}); use a smaller --batch_size or "
+                             "--seq_len, or more data")
         self.reset()
 
-    def load(self, shard):
+    def load(self, k):
+        shard = self.shards[k]
         return load_shard(shard) if isinstance(shard, str) else shard
 
-    def state_dict(self):
-        """Where the loader is: the shard and the start of the current round of windows (the same on every rank)."""
-        return {"shard": self.current_shard, "round_start": self.position - self.B * self.T * self.rank}
-
-    def load_state_dict(self, state):
-        self.current_shard = state["shard"]
-        self.tokens = self.load(self.shards[self.current_shard])
-        self.position = state["round_start"] + self.B * self.T * self.rank
+    def enter(self, epoch, k, carry):
+        """Start reading shard k of `epoch`, after the `carry` tokens left over from the shard before it."""
+        self.epoch, self.shard, self.carry = epoch, k, len(carry)
+        self.tokens = torch.cat((carry, self.load(k))) if len(carry) else self.load(k)
+        self.position = self.B * self.T * self.rank
 
     def reset(self):
         """Back to the start of the split (the validation loss is always measured on the same batches)."""
-        self.current_shard = 0
-        self.tokens = self.load(self.shards[0])
-        self.check_fits(self.shards[0])
-        self.position = self.B * self.T * self.rank
+        self.enter(0, 0, torch.empty(0, dtype=torch.long))
 
-    def check_fits(self, shard):
-        needed = self.B * self.T * self.world_size + 1
-        if len(self.tokens) < needed:
-            where = shard if isinstance(shard, str) else "the split"
-            raise SystemExit(f"{where} holds {len(self.tokens):,} tokens, fewer than one batch of every process "
-                             f"needs (B * T * processes + 1 = {needed:,}); use a smaller --batch_size or --seq_len, "
-                             "or more data")
+    def state_dict(self):
+        """Where the loader is, the same on every rank: epoch, shard, tokens carried into it, start of the round."""
+        return {"epoch": self.epoch, "shard": self.shard, "carry": self.carry,
+                "round_start": self.position - self.B * self.T * self.rank}
+
+    def load_state_dict(self, state):
+        carry = self.load(state["shard"] - 1)[-state["carry"]:] if state["carry"] else torch.empty(0, dtype=torch.long)
+        self.enter(state["epoch"], state["shard"], carry)
+        self.position = state["round_start"] + self.B * self.T * self.rank
 
     def next_batch(self):
         B, T = self.B, self.T
@@ -403,13 +409,14 @@ class DataLoaderLite:
         y = buf[1:].view(B, T)  # targets
         self.position += B * T * self.world_size  # skip the windows of the other processes
         # Move on when the next round of windows, of all processes together, would not fit. Deciding on the round
-        # (not this process's own window) keeps every process in the same shard, so their windows stay disjoint.
+        # (not this process's own window) keeps every process in the same place, so their windows stay disjoint.
         round_start = self.position - B * T * self.rank
-        if round_start + B * T * self.world_size + 1 > len(self.tokens):
-            self.current_shard = (self.current_shard + 1) % len(self.shards)
-            self.tokens = self.load(self.shards[self.current_shard])
-            self.check_fits(self.shards[self.current_shard])
-            self.position = B * T * self.rank
+        while round_start + B * T * self.world_size + 1 > len(self.tokens):
+            if self.shard + 1 < len(self.shards):  # the unread tail opens the next shard
+                self.enter(self.epoch, self.shard + 1, self.tokens[round_start:])
+            else:  # the end of the epoch: a tail too short for a round is all that is ever skipped
+                self.enter(self.epoch + 1, 0, torch.empty(0, dtype=torch.long))
+            round_start = 0
         return x, y
 
 

@@ -113,17 +113,30 @@ def write_shards(out_dir, sizes):
 
 def test_shards_two_ranks_read_disjoint_adjacent_windows_across_shards(tmp_path):
     B, T = 2, 8
-    sizes = [100, 70, 70]  # val, then two train shards of 70 tokens: 2 rounds of 2 x 16-token windows each
+    sizes = [100, 70, 70, 45]  # val, then train shards whose ends do not fall on a round of 2 x 16 tokens
     stream = torch.from_numpy(write_shards(str(tmp_path), sizes))
+    train = stream[100:]  # the train shards as one stream of 185 tokens: 5 rounds of 32 (+1), then a short tail
     loaders = [train_gpt2.DataLoaderLite(B, T, rank=r, world_size=2, split="train", data=str(tmp_path)) for r in (0, 1)]
-    train = [stream[100:170], stream[170:240]]
-    for shard in (0, 1, 0):  # two rounds in shard 1, two in shard 2, then around again
-        for round_ in range(2):
+    for epoch in range(2):
+        for round_ in range(5):
             for r, loader in enumerate(loaders):
                 x, y = loader.next_batch()
-                start = (2 * round_ + r) * B * T  # rank 0 then rank 1: adjacent windows
-                assert torch.equal(x.flatten(), train[shard][start:start + B * T])
-                assert torch.equal(y.flatten(), train[shard][start + 1:start + B * T + 1])
+                start = (2 * round_ + r) * B * T  # rank 0 then rank 1: adjacent windows, across shard ends
+                assert torch.equal(x.flatten(), train[start:start + B * T]), (epoch, round_, r)
+                assert torch.equal(y.flatten(), train[start + 1:start + B * T + 1])
+    # Every token but the epoch's last 185 - 5 * 32 = 25 (too few for a round) was read, none twice.
+
+
+def test_loader_state_round_trips_mid_shard(tmp_path):
+    write_shards(str(tmp_path), [100, 70, 70, 45])
+    a = train_gpt2.DataLoaderLite(2, 8, rank=1, world_size=2, data=str(tmp_path))
+    for _ in range(3):  # into the second train shard, with tokens carried over from the first
+        a.next_batch()
+    b = train_gpt2.DataLoaderLite(2, 8, rank=1, world_size=2, data=str(tmp_path))
+    b.load_state_dict(a.state_dict())
+    assert a.state_dict()["carry"] > 0
+    for _ in range(6):
+        assert torch.equal(a.next_batch()[0], b.next_batch()[0])
 
 
 def test_val_split_reads_the_val_shard_and_reset_starts_over(tmp_path):
