@@ -29,6 +29,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 # The model
 
 GPT2_VOCAB_SIZE = 50257  # tokens the GPT-2 tokenizer can decode; a padded vocab_size adds rows past this
+EOT_TOKEN = 50256  # <|endoftext|>, which fineweb.py puts before every document
 
 
 @dataclass
@@ -355,10 +356,11 @@ class DataLoaderLite:
     end of a shard that do not fill a round of windows open the next shard's first round, so nothing is skipped but
     the tail of an epoch that cannot fill a round."""
 
-    def __init__(self, B, T, rank=0, world_size=1, split="train", data="input.txt"):
+    def __init__(self, B, T, rank=0, world_size=1, split="train", data="input.txt", shuffle=False, seed=0):
         assert split in ("train", "val")
         self.B, self.T = B, T
         self.rank, self.world_size = rank, world_size
+        self.shuffle, self.seed = shuffle, seed
         if os.path.isdir(data):
             names = sorted(f for f in os.listdir(data) if f"_{split}_" in f and f.endswith(".npy"))
             if not names:
@@ -378,14 +380,30 @@ class DataLoaderLite:
                              "--seq_len, or more data")
         self.reset()
 
-    def load(self, k):
-        shard = self.shards[k]
-        return load_shard(shard) if isinstance(shard, str) else shard
+    def generator(self, *key):
+        # Seeded by the run's seed and `key` alone: every rank draws the same permutations, so the ranks still read
+        # disjoint windows of one and the same stream. (sha256, not hash(): the same on every Python version.)
+        digest = hashlib.sha256(repr((self.seed, *key)).encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
+
+    def load(self, epoch, k):
+        """The tokens of the k-th shard of `epoch`: with shuffle, the shards come in an order drawn anew for each
+        epoch, and a shard's documents (each opens with <|endoftext|>) in an order drawn for that shard and epoch."""
+        i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
+        shard = self.shards[i]
+        tokens = load_shard(shard) if isinstance(shard, str) else shard
+        if self.shuffle:
+            starts = (tokens == EOT_TOKEN).nonzero().flatten().tolist()
+            bounds = sorted({0, *starts, len(tokens)})  # a piece of a document split off the shard before: a document
+            docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+            order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
+            tokens = torch.cat([docs[j] for j in order])
+        return tokens
 
     def enter(self, epoch, k, carry):
         """Start reading shard k of `epoch`, after the `carry` tokens left over from the shard before it."""
         self.epoch, self.shard, self.carry = epoch, k, len(carry)
-        self.tokens = torch.cat((carry, self.load(k))) if len(carry) else self.load(k)
+        self.tokens = torch.cat((carry, self.load(epoch, k))) if len(carry) else self.load(epoch, k)
         self.position = self.B * self.T * self.rank
 
     def reset(self):
@@ -398,7 +416,8 @@ class DataLoaderLite:
                 "round_start": self.position - self.B * self.T * self.rank}
 
     def load_state_dict(self, state):
-        carry = self.load(state["shard"] - 1)[-state["carry"]:] if state["carry"] else torch.empty(0, dtype=torch.long)
+        empty = torch.empty(0, dtype=torch.long)
+        carry = self.load(state["epoch"], state["shard"] - 1)[-state["carry"]:] if state["carry"] else empty
         self.enter(state["epoch"], state["shard"], carry)
         self.position = state["round_start"] + self.B * self.T * self.rank
 
@@ -689,6 +708,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch_size", type=int, default=None,
                         help="B: rows per micro-batch (per process); default 64 at context 1024, 32 at 2048")
     parser.add_argument("--seq_len", type=int, default=None, help="T: tokens per row (default: the context)")
+    parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
+                        help="each epoch, read the train shards in a new seeded order, and the documents of each shard "
+                             "too (off by default: the lecture's recipe reads the data in order)")
     parser.add_argument("--total_batch_size", type=int, default=None,
                         help="tokens per optimizer step, reached by gradient accumulation (default: from --model; "
                              "GPT-3 paper, table 2.1: 0.5M for the 125M model, 2**19 here)")
@@ -807,7 +829,7 @@ def main(argv=None):
             if "optimizer" not in resume:
                 raise SystemExit(f"{path} holds weights only, not a run to resume; start from it with --init_from")
             saved = resume["args"]
-            for name in ("total_batch_size", "batch_size", "seq_len", "data"):
+            for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle"):
                 if saved[name] != getattr(args, name):
                     raise SystemExit(f"--resume {path}: that run had --{name} {saved[name]}, this one "
                                      f"{getattr(args, name)}; resume with the same value, or start a new run")
@@ -852,7 +874,8 @@ def main(argv=None):
 
     enc = tiktoken.get_encoding("gpt2")
     if args.max_steps > 0:
-        train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data)
+        train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
+                                      shuffle=args.shuffle, seed=args.seed)
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
             print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")

@@ -153,3 +153,51 @@ def test_val_split_reads_the_val_shard_and_reset_starts_over(tmp_path):
 def test_no_shards_of_the_split_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="run 'python fineweb.py' first, or pass --data input.txt"):
         train_gpt2.DataLoaderLite(2, 8, split="train", data=str(tmp_path))
+
+
+def write_documents(out_dir, n_docs=40, seed=0):
+    """A val shard and three train shards cut from a stream of documents, each <|endoftext|> + 3..30 copies of its
+    own number: which document a token belongs to can be read off the token."""
+    import fineweb
+    rng = np.random.default_rng(seed)
+    stream = np.concatenate([np.r_[50256, np.full(rng.integers(3, 31), d + 1)] for d in range(n_docs)])
+    os.makedirs(out_dir, exist_ok=True)
+    cuts = [0, 60, 60 + (len(stream) - 60) // 3, 60 + 2 * (len(stream) - 60) // 3, len(stream)]
+    for index, (a, b) in enumerate(zip(cuts[:-1], cuts[1:])):
+        fineweb.write_shard(fineweb.shard_path(out_dir, index), stream[a:b].astype(np.uint16))
+    return torch.from_numpy(stream[60:])  # the train tokens, in order
+
+
+def read_epochs(data, epochs, seed, B=2, T=8):
+    """What two ranks read, epoch by epoch, as one stream (round by round: rank 0's window, then rank 1's)."""
+    loaders = [train_gpt2.DataLoaderLite(B, T, rank=r, world_size=2, data=data, shuffle=True, seed=seed)
+               for r in (0, 1)]
+    streams = []
+    for epoch in range(epochs):
+        pieces = []
+        while loaders[0].epoch == epoch:
+            pieces += [loader.next_batch()[0].flatten() for loader in loaders]
+        streams.append(torch.cat(pieces))
+    return streams
+
+
+def test_shuffle_reads_every_document_once_per_epoch_in_a_new_order(tmp_path):
+    from collections import Counter
+    train = write_documents(str(tmp_path))
+    first, second = read_epochs(str(tmp_path), 2, seed=1)
+    for stream in (first, second):
+        assert len(train) - 32 <= len(stream) <= len(train)  # all but a tail too short for a round
+        assert not Counter(stream.tolist()) - Counter(train.tolist())  # nothing read twice
+    assert not torch.equal(first, train[:len(first)])  # not the order on disk
+    assert not torch.equal(first, second[:len(first)])  # and a new order each epoch
+    # Documents stay whole: within the read stream each document's tokens are contiguous, except the (at most) two
+    # documents that fineweb.py split across the two boundaries between train shards, whose pieces move apart.
+    docs = [d for d in first.tolist() if d != 50256]
+    runs = [d for i, d in enumerate(docs) if i == 0 or d != docs[i - 1]]
+    assert len(runs) - len(set(runs)) <= 2
+
+
+def test_shuffle_is_seeded(tmp_path):
+    write_documents(str(tmp_path))
+    assert torch.equal(read_epochs(str(tmp_path), 1, seed=1)[0], read_epochs(str(tmp_path), 1, seed=1)[0])
+    assert not torch.equal(read_epochs(str(tmp_path), 1, seed=1)[0], read_epochs(str(tmp_path), 1, seed=2)[0])
