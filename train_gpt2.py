@@ -495,16 +495,23 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
 
 
 @torch.no_grad()
-def val_loss(model, loader, steps, device, device_type, amp_dtype):
-    """Mean loss over the first `steps` batches of the val split (always the same batches: the loader is reset)."""
+def val_loss(model, loader, steps, device, device_type, amp_dtype, ddp=False, rank=0, world_size=1):
+    """Mean loss over the first `steps` batches of the val split: always the same batches (the loader is reset), and
+    the same ones whatever the number of processes, which share them out (batch i to process i % world_size) and
+    add up their sums. So val losses of runs on different numbers of GPUs can be compared. `loader` must read the
+    split as a single process would (rank 0 of 1)."""
     loader.reset()
-    total = torch.zeros((), device=device)
-    for _ in range(steps):
+    total = torch.zeros(2, device=device)  # (sum of losses, number of batches)
+    for i in range(steps):
         x, y = loader.next_batch()
+        if i % world_size != rank:
+            continue
         with autocast(device_type, amp_dtype):
             _, loss = model(x.to(device), y.to(device))
-        total += loss
-    return total / steps
+        total += torch.stack((loss.float(), torch.ones((), device=device)))
+    if ddp:
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+    return (total[0] / total[1]).item()
 
 
 def hellaswag_accuracy(model, device, device_type, amp_dtype, ddp, rank, world_size, data_dir, limit=None):
@@ -736,7 +743,8 @@ def parse_args(argv=None):
     parser.add_argument("--log_dir", default="log", help="where log.txt (and checkpoints) are written")
     parser.add_argument("--eval_interval", type=int, default=250,
                         help="measure the validation loss every this many steps (and at the last step)")
-    parser.add_argument("--val_steps", type=int, default=20, help="batches of the val split per validation")
+    parser.add_argument("--val_steps", type=int, default=20,
+                        help="batches of the val split per validation, in all (shared out among the processes)")
     parser.add_argument("--hellaswag", action=argparse.BooleanOptionalAction, default=True,
                         help="evaluate HellaSwag acc_norm at every validation (downloads the val set on first use)")
     parser.add_argument("--hellaswag_dir", default="hellaswag", help="where the HellaSwag files are kept")
@@ -879,7 +887,8 @@ def main(argv=None):
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
             print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
-        val_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="val", data=args.data)
+        # Every process reads the val split whole, as one process would; val_loss shares the batches out.
+        val_loader = DataLoaderLite(B, T, split="val", data=args.data)
         if args.hellaswag:
             import hellaswag
             if master_process:
@@ -906,8 +915,8 @@ def main(argv=None):
             if (step % args.eval_interval == 0 or last_step or checkpoint_due) and not evaluated:
                 # The same val batches every time, on the compiled model: same shapes as training, so compile
                 # handles it (one more graph, for no_grad). Its time is not part of the step's dt below.
-                loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype)
-                loss_val = all_reduce_mean(loss_val, ddp, world_size).item()
+                loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, ddp,
+                                    rank, world_size)
                 print0(f"step {step:5d} | val loss {loss_val:.4f}")
                 if master_process:
                     log.write(f"{step} val {loss_val:.4f}")

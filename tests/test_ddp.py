@@ -1,5 +1,6 @@
 """DDP for real: two CPU processes under torchrun print the same per-step losses as one process with twice the
-gradient accumulation (the same 4 micro-batches per step, split 2 + 2 instead of 4)."""
+gradient accumulation (the same 4 micro-batches per step, split 2 + 2 instead of 4), and log the same val losses
+(the same val batches, shared out)."""
 import os
 import re
 import subprocess
@@ -8,38 +9,50 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
         "--total_batch_size", "256", "--max_steps", "4", "--warmup_steps", "2", "--max_lr", "1e-3",
-        "--no-compile", "--dtype", "float32", "--no-hellaswag", "--num_samples", "1", "--max_new_tokens", "4"]
+        "--no-compile", "--dtype", "float32", "--no-hellaswag", "--num_samples", "1", "--max_new_tokens", "4",
+        "--eval_interval", "2", "--val_steps", "3"]
 
 
-def run(launcher, data):
+def run(launcher, data, log_dir):
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([*launcher, os.path.join(ROOT, "train_gpt2.py"), "--data", data, *TINY], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = subprocess.run([*launcher, os.path.join(ROOT, "train_gpt2.py"), "--data", data, "--log_dir", str(log_dir),
+                          *TINY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
+
+
+def val_losses(log_dir):
+    with open(os.path.join(log_dir, "log.txt")) as f:
+        return {int(step): float(v) for step, kind, v in (line.split() for line in f) if kind == "val"}
 
 
 def losses(stdout):
     return [float(x) for x in re.findall(r"step +\d+ \| loss ([0-9.]+)", stdout)]
 
 
-def test_two_processes_match_one_process_with_twice_the_accumulation(shakespeare):
-    single = run([sys.executable], shakespeare)
+def test_two_processes_match_one_process_with_twice_the_accumulation(shakespeare, tmp_path):
+    single = run([sys.executable], shakespeare, tmp_path / "one")
     assert "4 micro-steps of 2 x 32 on each of 1 process(es)" in single
-    double = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], shakespeare)
+    double = run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"], shakespeare,
+                 tmp_path / "two")
     assert "2 micro-steps of 2 x 32 on each of 2 process(es)" in double
     a, b = losses(single), losses(double)
     assert len(a) == len(b) == 4  # only rank 0 prints: each step appears once
     for x, y in zip(a, b):
         assert abs(x - y) <= 1e-4 * x
     assert a[-1] < a[0]  # and it is training
+    val_a, val_b = val_losses(tmp_path / "one"), val_losses(tmp_path / "two")
+    assert sorted(val_a) == sorted(val_b) == [0, 2, 4]
+    for step in val_a:  # 3 val batches: 2 on rank 0, 1 on rank 1, the same 3 as the single process's
+        assert abs(val_a[step] - val_b[step]) <= 1e-4 * val_a[step]
 
 
-def test_a_batch_the_world_size_cannot_divide_is_refused_before_any_work(shakespeare):
+def test_a_batch_the_world_size_cannot_divide_is_refused_before_any_work(shakespeare, tmp_path):
     bad = [a if a != "256" else "192" for a in TINY]  # 192 = 3 * 2 * 32: fine for one process, not for two
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, *bad], cwd=ROOT, env=env,
+                          os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir", str(tmp_path),
+                          *bad], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "is not a multiple of batch_size * seq_len * processes = 2 * 32 * 2 = 128" in out.stdout + out.stderr

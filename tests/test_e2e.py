@@ -88,7 +88,7 @@ def test_checkpoints_are_complete_and_reproduce_the_logged_val_loss(run):
     assert checkpoint["args"]["max_lr"] == 3e-3 and checkpoint["args"]["data"] == str(shards)
     assert checkpoint["val_loss"] == pytest.approx(events["val"][6], abs=1e-4)
     loader = train_gpt2.DataLoaderLite(2, 32, split="val", data=str(shards))
-    loss = train_gpt2.val_loss(model, loader, 2, "cpu", "cpu", None).item()
+    loss = train_gpt2.val_loss(model, loader, 2, "cpu", "cpu", None)
     assert loss == pytest.approx(events["val"][6], abs=1e-3)
 
 
