@@ -234,8 +234,23 @@ class GPT(nn.Module):
     def from_checkpoint(cls, path):
         """A model saved by save_checkpoint(), and the checkpoint's other contents (step, val_loss, args).
         weights_only=True: the file can only hold tensors and plain data, so loading one cannot run code."""
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except FileNotFoundError:
+            raise SystemExit(f"{path}: no such checkpoint")
+        except Exception as e:  # truncated, corrupted, or not a torch file: torch's own error is deep and long
+            raise SystemExit(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}); it may be "
+                             "truncated or damaged: use an earlier checkpoint")
+        if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
+            raise SystemExit(f"{path}: not a checkpoint of train_gpt2.py (no 'model' and 'config' in it)")
         model = cls(GPTConfig(**checkpoint["config"]))
+        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in checkpoint["model"].items()}
+        if expected != found:
+            diff = [f"{k}: {found.get(k, 'missing')} in the file, {expected.get(k, 'none')} in the model"
+                    for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
+            raise SystemExit(f"{path}: its weights do not fit its config {checkpoint['config']}: "
+                             + "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else ""))
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint
 
@@ -329,20 +344,34 @@ def load_tokens(path):
     if not os.path.isfile(path):
         raise SystemExit(f"--data {path}: no such file or shard directory; run 'python fineweb.py' to make the "
                          "FineWeb-Edu shards in edu_fineweb10B/, or pass --data input.txt")
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except UnicodeDecodeError:
+        raise SystemExit(f"--data {path}: not UTF-8 text (a binary file?); pass a text file, or a directory of "
+                         "shards written by fineweb.py")
     enc = tiktoken.get_encoding("gpt2")
     return torch.tensor(enc.encode_ordinary(text), dtype=torch.long)
 
 
+def open_shard(path, mmap_mode=None):
+    """A shard written by fineweb.py as a numpy array of uint16 token ids (mmap_mode="r": only its header is read
+    now), or a clear error saying how to mend it."""
+    try:
+        tokens = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # truncated, or not a .npy file at all
+        raise SystemExit(f"{path}: not a readable .npy shard ({e}); delete it and run 'python fineweb.py' again "
+                         "(it rewrites only the missing shards)")
+    if tokens.dtype != np.uint16 or tokens.ndim != 1:
+        raise SystemExit(f"{path}: a shard holds a 1-D array of uint16 token ids, this file holds {tokens.dtype} "
+                         f"of shape {tokens.shape}; write the shards with 'python fineweb.py'")
+    return tokens
+
+
 def load_shard(path):
-    """One shard written by fineweb.py (a .npy array of uint16 token ids) as a LongTensor."""
-    tokens = np.load(path)
-    if tokens.dtype != np.uint16:
-        raise SystemExit(f"{path}: a shard holds uint16 token ids, this file holds {tokens.dtype}; "
-                         "write the shards with 'python fineweb.py'")
-    # uint16 -> int32 in numpy (torch has no uint16 ops worth using), then the int64 that embeddings index with.
-    return torch.from_numpy(tokens.astype(np.int32)).long()
+    """One shard as a LongTensor: uint16 -> int32 in numpy (torch has no uint16 ops worth using), then the int64
+    that embeddings index with."""
+    return torch.from_numpy(open_shard(path).astype(np.int32)).long()
 
 
 class DataLoaderLite:
@@ -356,8 +385,10 @@ class DataLoaderLite:
     end of a shard that do not fill a round of windows open the next shard's first round, so nothing is skipped but
     the tail of an epoch that cannot fill a round."""
 
-    def __init__(self, B, T, rank=0, world_size=1, split="train", data="input.txt", shuffle=False, seed=0):
+    def __init__(self, B, T, rank=0, world_size=1, split="train", data="input.txt", shuffle=False, seed=0,
+                 vocab_size=None):
         assert split in ("train", "val")
+        self.vocab_size = vocab_size  # if given, every shard is checked against it as it is loaded
         self.B, self.T = B, T
         self.rank, self.world_size = rank, world_size
         self.shuffle, self.seed = shuffle, seed
@@ -367,7 +398,7 @@ class DataLoaderLite:
                 raise SystemExit(f"no shards matching '{split}' in {data}/: run 'python fineweb.py' first, or pass "
                                  "--data input.txt")
             self.shards = [os.path.join(data, name) for name in names]
-            total = sum(np.load(path, mmap_mode="r").shape[0] for path in self.shards)  # reads headers only
+            total = sum(len(open_shard(path, mmap_mode="r")) for path in self.shards)  # reads headers only
         else:
             tokens = load_tokens(data)
             n_val = len(tokens) // 10
@@ -392,6 +423,11 @@ class DataLoaderLite:
         i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
         shard = self.shards[i]
         tokens = load_shard(shard) if isinstance(shard, str) else shard
+        if self.vocab_size is not None and len(tokens) and tokens.max().item() >= self.vocab_size:
+            where = shard if isinstance(shard, str) else "the data"
+            raise SystemExit(f"{where} holds token id {tokens.max().item()}, past the model's vocabulary of "
+                             f"{self.vocab_size}: these tokens were not made with GPT-2's tokenizer, or the "
+                             "model's --vocab_size is too small")
         if self.shuffle:
             starts = (tokens == EOT_TOKEN).nonzero().flatten().tolist()
             bounds = sorted({0, *starts, len(tokens)})  # a piece of a document split off the shard before: a document
@@ -552,6 +588,12 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
     tmp = path + ".tmp"
     torch.save(checkpoint, tmp)
     os.replace(tmp, path)
+
+
+def nonfinite_message(step, what, args):
+    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {args.log_dir}/ are all "
+            "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
+            "help), or pass --skip_nonfinite to skip such steps instead of stopping")
 
 
 def latest_checkpoint(log_dir):
@@ -752,6 +794,9 @@ def parse_args(argv=None):
                         help="evaluate only the first N of the 10,042 val examples (default: all)")
     parser.add_argument("--checkpoint_interval", type=int, default=5000,
                         help="write log_dir/model_STEP.pt every this many steps (and at the end)")
+    parser.add_argument("--skip_nonfinite", action="store_true",
+                        help="skip an optimizer step whose loss or gradient norm is NaN or inf (and log it) instead "
+                             "of stopping the run")
     parser.add_argument("--resume", default=None,
                         help="continue a run exactly from one of its checkpoints (weights, optimizer, data position, "
                              "RNG, step; log.txt continues): a model_STEP.pt path, or 'auto' for the newest one in "
@@ -778,6 +823,12 @@ def parse_args(argv=None):
         args.warmup_steps = int(WARMUP_TOKENS // args.total_batch_size)
     if args.min_lr is None:
         args.min_lr = 0.1 * args.max_lr
+    if args.n_embd % args.n_head != 0:
+        parser.error(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}: each head gets an equal "
+                     "share of the channels; pick values that divide")
+    if args.init_from == "scratch" and args.seq_len > args.block_size:
+        parser.error(f"--seq_len {args.seq_len} is longer than the model's context --block_size {args.block_size}; "
+                     "lower --seq_len or raise --block_size")
     if 0 < args.max_steps < args.warmup_steps:
         parser.error(f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the learning rate "
                      "would never reach its peak; lower --warmup_steps")
@@ -833,7 +884,7 @@ def main(argv=None):
         if path is None:
             print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
         else:
-            resume = torch.load(path, map_location="cpu", weights_only=True)
+            model, resume = GPT.from_checkpoint(path)
             if "optimizer" not in resume:
                 raise SystemExit(f"{path} holds weights only, not a run to resume; start from it with --init_from")
             saved = resume["args"]
@@ -848,8 +899,7 @@ def main(argv=None):
     args.world_size = world_size  # saved in checkpoints, for the check above
 
     if resume is not None:
-        model = GPT(GPTConfig(**resume["config"]))
-        model.load_state_dict(resume["model"])
+        pass  # the model came with the checkpoint
     elif args.init_from == "scratch":
         config = GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                            n_head=args.n_head, n_embd=args.n_embd)
@@ -882,13 +932,17 @@ def main(argv=None):
 
     enc = tiktoken.get_encoding("gpt2")
     if args.max_steps > 0:
+        if T > raw_model.config.block_size:
+            raise SystemExit(f"--seq_len {T} is longer than the model's context of {raw_model.config.block_size} "
+                             "tokens; lower --seq_len")
+        vocab_size = raw_model.config.vocab_size
         train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
-                                      shuffle=args.shuffle, seed=args.seed)
+                                      shuffle=args.shuffle, seed=args.seed, vocab_size=vocab_size)
         optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
         for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
             print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
         # Every process reads the val split whole, as one process would; val_loss shares the batches out.
-        val_loader = DataLoaderLite(B, T, split="val", data=args.data)
+        val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=vocab_size)
         if args.hellaswag:
             import hellaswag
             if master_process:
@@ -917,6 +971,8 @@ def main(argv=None):
                 # handles it (one more graph, for no_grad). Its time is not part of the step's dt below.
                 loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, ddp,
                                     rank, world_size)
+                if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
+                    raise SystemExit(nonfinite_message(step, f"val loss {loss_val}", args))
                 print0(f"step {step:5d} | val loss {loss_val:.4f}")
                 if master_process:
                     log.write(f"{step} val {loss_val:.4f}")
@@ -946,6 +1002,15 @@ def main(argv=None):
             # Clip the global gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch with a huge gradient
             # cannot throw the model far. The norm is printed: a norm that keeps climbing is an early sign of trouble.
             norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            # A NaN or inf here would poison the weights for good. The loss is averaged and the gradients synced,
+            # so every process sees the same numbers and takes the same branch.
+            if not (math.isfinite(loss.item()) and math.isfinite(norm.item())):
+                if not args.skip_nonfinite:
+                    raise SystemExit(nonfinite_message(step, f"loss {loss.item()}, gradient norm {norm.item()}", args))
+                print0(f"step {step:5d} | loss {loss.item()} | norm {norm.item()} | not finite: step skipped")
+                if master_process:
+                    log.write(f"{step} skipped {loss.item()}")
+                continue
             lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr

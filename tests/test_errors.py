@@ -1,0 +1,150 @@
+"""Bad input and faults: each gives one clear message that says what to do (SystemExit, no deep traceback), and
+nothing already written is lost. The table in RELIABILITY.md lists these cases."""
+import os
+
+import numpy as np
+import pytest
+import torch
+
+import train_gpt2
+from train_gpt2 import GPT, GPTConfig, DataLoaderLite, parse_args
+
+TINY = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
+        "--total_batch_size", "64", "--warmup_steps", "1", "--val_steps", "1", "--no-hellaswag", "--no-compile",
+        "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2"]
+
+
+def shard_dir(tmp_path, train_tokens):
+    np.save(tmp_path / "edufineweb_val_000000.npy", np.arange(200, dtype=np.uint16))
+    np.save(tmp_path / "edufineweb_train_000001.npy", train_tokens)
+    return str(tmp_path)
+
+
+# --- data -----------------------------------------------------------------------------------------------------------
+
+def test_a_shard_of_the_wrong_dtype(tmp_path):
+    with pytest.raises(SystemExit, match="holds a 1-D array of uint16 token ids, this file holds int32"):
+        DataLoaderLite(2, 8, data=shard_dir(tmp_path, np.arange(200, dtype=np.int32)))
+
+
+def test_a_shard_that_is_not_npy(tmp_path):
+    shard_dir(tmp_path, np.arange(200, dtype=np.uint16))
+    (tmp_path / "edufineweb_train_000001.npy").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(SystemExit, match="not a readable .npy shard.*python fineweb.py"):
+        DataLoaderLite(2, 8, data=str(tmp_path))
+
+
+def test_a_truncated_shard(tmp_path):
+    shard_dir(tmp_path, np.arange(200, dtype=np.uint16))
+    path = tmp_path / "edufineweb_train_000001.npy"
+    path.write_bytes(path.read_bytes()[:150])
+    with pytest.raises(SystemExit, match="not a readable .npy shard"):
+        DataLoaderLite(2, 8, data=str(tmp_path))
+
+
+@pytest.mark.parametrize("size", [0, 10])
+def test_an_empty_or_too_short_split(tmp_path, size):
+    with pytest.raises(SystemExit, match="fewer than one batch"):
+        DataLoaderLite(2, 8, data=shard_dir(tmp_path, np.arange(size, dtype=np.uint16)))
+
+
+def test_token_ids_past_the_vocabulary(tmp_path):
+    data = shard_dir(tmp_path, np.full(200, 60000, dtype=np.uint16))
+    with pytest.raises(SystemExit, match="token id 60000, past the model's vocabulary of 50304"):
+        DataLoaderLite(2, 8, data=data, vocab_size=50304)
+
+
+def test_data_that_is_a_binary_file(tmp_path):
+    path = tmp_path / "model.bin"
+    path.write_bytes(bytes(range(256)) * 10)
+    with pytest.raises(SystemExit, match="not UTF-8 text"):
+        DataLoaderLite(2, 8, data=str(path))
+
+
+# --- flags ----------------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("argv, message", [
+    (["--seq_len", "2048"], "--seq_len 2048 is longer than the model's context --block_size 1024"),
+    (["--n_embd", "100", "--n_head", "12"], "--n_embd 100 is not divisible by --n_head 12"),
+    (["--max_steps", "10", "--warmup_steps", "20"], "lower --warmup_steps"),
+    (["--dtype", "float16"], "invalid choice"),
+])
+def test_flags_that_cannot_work(argv, message, capsys):
+    with pytest.raises(SystemExit):
+        parse_args(argv)
+    assert message in capsys.readouterr().err
+
+
+# --- checkpoints ----------------------------------------------------------------------------------------------------
+
+def small_checkpoint(path):
+    model = GPT(GPTConfig(block_size=32, vocab_size=64, n_layer=1, n_head=2, n_embd=16))
+    train_gpt2.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
+    return model
+
+
+def test_a_checkpoint_whose_weights_do_not_fit_its_config(tmp_path):
+    path = tmp_path / "model_00001.pt"
+    small_checkpoint(path)
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["config"]["n_embd"] = 32  # say another shape than the weights have
+    torch.save(checkpoint, path)
+    with pytest.raises(SystemExit, match=r"lm_head.weight: \(64, 16\) in the file, \(64, 32\) in the model.*more"):
+        GPT.from_checkpoint(str(path))
+
+
+def test_a_truncated_checkpoint(tmp_path):
+    path = tmp_path / "model_00001.pt"
+    small_checkpoint(path)
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(SystemExit, match="cannot be read as a checkpoint.*use an earlier checkpoint"):
+        GPT.from_checkpoint(str(path))
+
+
+class Payload:
+    """Anything that is not a tensor or plain data: unpickling it could run code."""
+
+
+def test_a_checkpoint_holding_code_is_refused(tmp_path):
+    path = tmp_path / "model_00001.pt"
+    torch.save({"model": {}, "config": {}, "payload": Payload()}, path)
+    with pytest.raises(SystemExit, match="cannot be read as a checkpoint"):
+        GPT.from_checkpoint(str(path))
+
+
+def test_a_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
+    path = tmp_path / "model_00001.pt"
+    model = small_checkpoint(path)
+    before = path.read_bytes()
+
+    def crash(obj, f):
+        with open(f, "wb") as out:
+            out.write(b"half a file")
+        raise OSError("No space left on device")
+    monkeypatch.setattr(train_gpt2.torch, "save", crash)
+    with pytest.raises(OSError):
+        train_gpt2.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
+    assert path.read_bytes() == before  # the file that looks whole is whole
+    assert train_gpt2.latest_checkpoint(str(tmp_path)) == str(path)  # a .tmp is never taken for a checkpoint
+
+
+# --- numerics -------------------------------------------------------------------------------------------------------
+
+def test_a_nonfinite_loss_stops_the_run_and_keeps_the_checkpoints(shakespeare, tmp_path):
+    # A learning rate of 1e30 turns the weights to garbage in one step; the next losses are NaN.
+    argv = ["--data", shakespeare, "--log_dir", str(tmp_path), *TINY, "--max_steps", "6", "--max_lr", "1e30",
+            "--eval_interval", "100", "--checkpoint_interval", "100"]
+    with pytest.raises(SystemExit, match="step 1: loss nan.*--resume auto"):
+        train_gpt2.main(argv)
+    assert os.listdir(tmp_path) == ["log.txt"]  # no checkpoint of the poisoned weights
+
+
+def test_skip_nonfinite_logs_the_skipped_steps(shakespeare, tmp_path):
+    argv = ["--data", shakespeare, "--log_dir", str(tmp_path), *TINY, "--max_steps", "3", "--max_lr", "1e30",
+            "--eval_interval", "100", "--checkpoint_interval", "100", "--skip_nonfinite"]
+    with pytest.raises(SystemExit, match="step 3: val loss nan"):  # the weights went bad at step 0: val says so
+        train_gpt2.main(argv)
+    with open(tmp_path / "log.txt") as f:
+        kinds = [line.split()[:2] for line in f]
+    assert kinds[:2] == [["0", "val"], ["0", "train"]]
+    assert kinds[2:] == [["1", "skipped"], ["2", "skipped"]]
