@@ -13,7 +13,6 @@ import sys
 import time
 
 import tiktoken
-import torch
 
 from train_gpt2 import GPT, pick_device, sample, synchronize
 
