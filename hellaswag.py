@@ -20,6 +20,11 @@ context + " " + ending we take the cross-entropy of the ending tokens only (the 
 it carries no information). Two accuracies come out:
     acc       the ending with the lowest *summed* loss wins (favours short endings: fewer tokens, less loss);
     acc_norm  the ending with the lowest *mean* per-token loss wins (corrects for length).
+The rows of --batch_size examples (16 by default, so 64 rows) go through the model in one forward pass, right-padded to
+the longest row; attention is causal, so the padding after an ending cannot change that ending's loss, and the picks
+are those of one example at a time. Batching is for GPUs, which one example leaves mostly idle. On a CPU it is neutral
+(BENCHMARKS.md: a 2-core CPU already runs one example at three quarters of its matmul peak); there bf16 is what pays,
+2x on a CPU with bf16 instructions: --dtype auto.
 The training loop in train_gpt2.py imports evaluate() from here, so there is one copy of this scoring code; this
 file in turn takes the model, the device choice and autocast from train_gpt2.py (which imports this module only
 inside the function that needs it, so the two never import each other in a circle).
@@ -43,10 +48,15 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from train_gpt2 import GPT, autocast, pick_device
+from train_gpt2 import GPT, autocast, pick_autocast_dtype, pick_device
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
+# Examples scored per forward pass (4 rows each). One example is 4 rows of ~90 tokens: a GPU runs that in a few
+# tiny kernels and sits idle between them, so batches of 16 give it work worth launching. (A CPU is already busy with
+# one example; there batching neither helps nor hurts: BENCHMARKS.md.) The logits of a batch are 64 x ~100 x V
+# floats, about 1.3 GB in float32.
+BATCH_SIZE = 16
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
@@ -170,57 +180,108 @@ def render_example(example):
 # Scoring
 
 
+def collate(rendered):
+    """
+    Stack rendered examples [(tokens, mask, label), ...] into one batch: tokens, mask LongTensors (4N, L), rows
+    4i..4i+3 being example i's endings, right-padded with 0 up to the longest row of the batch; and the N labels.
+    """
+    L = max(tokens.size(1) for tokens, _, _ in rendered)
+    tokens = torch.cat([F.pad(tokens, (0, L - tokens.size(1))) for tokens, _, _ in rendered])  # (4N, L)
+    mask = torch.cat([F.pad(mask, (0, L - mask.size(1))) for _, mask, _ in rendered])  # (4N, L)
+    return tokens, mask, [label for _, _, label in rendered]
+
+
 def score(logits, tokens, mask):
     """
-    Pick an ending from the model's logits (B, T, V) for the rendered rows tokens, mask (B, T).
-    Returns (pred, pred_norm): the row with the lowest summed ending loss (acc) and the row with the lowest mean
-    per-token ending loss (acc_norm).
+    Pick an ending for each of N examples from the model's logits (4N, T, V) for the rows tokens, mask (4N, T),
+    rows 4i..4i+3 being example i's 4 endings (as render_example or collate lays them out).
+    Returns (pred, pred_norm), each a list of N ints: per example, the row with the lowest summed ending loss (acc)
+    and the row with the lowest mean per-token ending loss (acc_norm).
     """
     # The logits at position t predict the token at t+1: drop the last prediction and the first target.
-    shift_logits = logits[:, :-1, :]  # (B, T-1, V)
-    shift_tokens = tokens[:, 1:]  # (B, T-1)
-    shift_mask = mask[:, 1:].to(torch.float32)  # (B, T-1), still 1 exactly where the target is an ending token
-    B, Tm1, V = shift_logits.shape
+    shift_logits = logits[:, :-1, :]  # (4N, T-1, V)
+    shift_tokens = tokens[:, 1:]  # (4N, T-1)
+    shift_mask = mask[:, 1:]  # (4N, T-1), still 1 exactly where the target is an ending token
+    # Take the loss at the ending tokens only. Most positions are context or padding, whose loss the mask would
+    # throw away; computing it anyway, over all V logits, took 3x as long on the CPU of BENCHMARKS.md (1.1 s against
+    # 0.35 s for a batch of 16 examples in bf16, whose forward pass takes 5 s).
+    rows, cols = shift_mask.nonzero(as_tuple=True)  # (number of ending tokens,) each
     # In float32 even under bf16 autocast: near-tied endings differ in the third decimal of the loss.
-    losses = F.cross_entropy(shift_logits.reshape(B * Tm1, V).float(), shift_tokens.reshape(B * Tm1),
-                             reduction="none").view(B, Tm1)
+    token_losses = F.cross_entropy(shift_logits[rows, cols].float(), shift_tokens[rows, cols], reduction="none")
     # Padding (token 0) sits after every ending and attention is causal, so it cannot change the loss of an ending
-    # token; the mask drops the loss at the padded positions themselves.
-    sum_loss = (losses * shift_mask).sum(dim=1)  # (B,)
-    avg_loss = sum_loss / shift_mask.sum(dim=1)  # (B,)
-    pred = sum_loss.argmin().item()
-    pred_norm = avg_loss.argmin().item()
-    return pred, pred_norm
+    # token, wherever in the batch the row is and however far it is padded.
+    losses = torch.zeros(shift_mask.shape, dtype=torch.float32, device=logits.device)  # (4N, T-1)
+    losses[rows, cols] = token_losses
+    sum_loss = losses.sum(dim=1).view(-1, 4)  # (N, 4)
+    avg_loss = sum_loss / shift_mask.sum(dim=1).view(-1, 4)  # (N, 4)
+    # argmin picks the first of tied rows, like the brute-force reference in the tests.
+    return sum_loss.argmin(dim=1).tolist(), avg_loss.argmin(dim=1).tolist()
 
 
-def evaluate(model, device="cpu", split="val", data_dir="hellaswag", rank=0, world_size=1, limit=None,
-             autocast_dtype=None, print_every=0):
+def predictions(model, device="cpu", split="val", data_dir="hellaswag", rank=0, world_size=1, limit=None,
+                autocast_dtype=None, batch_size=BATCH_SIZE):
     """
-    Score `model` on a HellaSwag split; return (num_correct, num_correct_norm, num_total) for this rank's share.
-
-    model: a callable taking a (4, L) LongTensor on `device` and returning logits (4, L, V); wrap HF models as
-        `lambda x: hf(x).logits` and ours as `lambda x: m(x)[0]`, and put modules in eval mode first.
-    rank, world_size: example i goes to rank i % world_size; sum the counts over ranks for the total.
-    limit: look at only the first `limit` examples of the split (counted before dealing them out to ranks).
-    autocast_dtype: e.g. torch.bfloat16 to run the model under torch.autocast; None runs it as it is.
-    print_every: print running accuracies every this many examples of this rank (0: never).
+    Yield (pred, pred_norm, label) for each of this rank's examples in file order, scoring batch_size examples
+    (4 * batch_size rows) per forward pass. The arguments are evaluate's.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
     if limit is not None and limit < 0:
         raise ValueError(f"limit must be >= 0, got {limit}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1 example, got {batch_size}")
     device_type = torch.device(device).type  # "cuda:1" -> "cuda": autocast wants the type, not the device
-    num_correct = num_correct_norm = num_total = 0
+    # Every row of a batch is as long as its longest one, and padding costs as much to run as real tokens. Batches
+    # of examples in file order are a fifth padding, which made batching 6-10% slower than one example at a time on
+    # a CPU (BENCHMARKS.md). So examples are taken a window of 8 batches at a time and batched by length, shortest
+    # first; the predictions go back into file order.
+    window_size = 8 * batch_size
+
+    def run(window):
+        by_length = sorted(range(len(window)), key=lambda j: window[j][0].size(1))
+        results = [None] * len(window)
+        for start in range(0, len(window), batch_size):
+            batch = by_length[start:start + batch_size]  # indices into window
+            tokens, mask, labels = collate([window[j] for j in batch])
+            tokens, mask = tokens.to(device), mask.to(device)
+            with torch.no_grad(), autocast(device_type, autocast_dtype):
+                logits = model(tokens)
+            for j, pred, pred_norm, label in zip(batch, *score(logits, tokens, mask), labels):
+                results[j] = (pred, pred_norm, label)
+        return results
+
+    window = []
     for i, example in enumerate(iterate_examples(split, data_dir)):
         if limit is not None and i >= limit:
             break
         if i % world_size != rank:
             continue
-        tokens, mask, label = render_example(example)
-        tokens, mask = tokens.to(device), mask.to(device)
-        with torch.no_grad(), autocast(device_type, autocast_dtype):
-            logits = model(tokens)
-        pred, pred_norm = score(logits, tokens, mask)
+        window.append(render_example(example))
+        if len(window) == window_size:
+            yield from run(window)
+            window = []
+    if window:  # the last, partial window
+        yield from run(window)
+
+
+def evaluate(model, device="cpu", split="val", data_dir="hellaswag", rank=0, world_size=1, limit=None,
+             autocast_dtype=None, print_every=0, batch_size=BATCH_SIZE):
+    """
+    Score `model` on a HellaSwag split; return (num_correct, num_correct_norm, num_total) for this rank's share.
+
+    model: a callable taking a (B, L) LongTensor on `device` and returning logits (B, L, V); wrap HF models as
+        `lambda x: hf(x).logits` and ours as `lambda x: m(x)[0]`, and put modules in eval mode first.
+    rank, world_size: example i goes to rank i % world_size; sum the counts over ranks for the total.
+    limit: look at only the first `limit` examples of the split (counted before dealing them out to ranks).
+    autocast_dtype: e.g. torch.bfloat16 to run the model under torch.autocast; None runs it as it is.
+    print_every: print running accuracies every this many examples of this rank (0: never).
+    batch_size: examples per forward pass (B = 4 * batch_size rows). The picks do not depend on it, up to float
+        rounding. Larger keeps a GPU busier (a CPU is busy already: BENCHMARKS.md); the logits take
+        4 * batch_size * L * V floats.
+    """
+    num_correct = num_correct_norm = num_total = 0
+    for pred, pred_norm, label in predictions(model, device, split, data_dir, rank, world_size, limit,
+                                              autocast_dtype, batch_size):
         num_total += 1
         num_correct += int(pred == label)
         num_correct_norm += int(pred_norm == label)
@@ -272,21 +333,28 @@ def main(argv=None):
                              "(default: hellaswag)")
     parser.add_argument("--limit", type=int, default=None,
                         help="score only the first N examples, for a quick check (default: all)")
-    parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"),
-                        help="bfloat16 runs the model under autocast: faster on GPUs, scores may move slightly "
-                             "(default: float32)")
+    parser.add_argument("--batch_size", type=int, default=BATCH_SIZE,
+                        help=f"examples per forward pass, 4 rows each; lower it if the device runs out of memory "
+                             f"(default: {BATCH_SIZE})")
+    parser.add_argument("--dtype", default="float32", choices=("auto", "float32", "bfloat16"),
+                        help="bfloat16 runs the model under autocast: faster on GPUs and on CPUs with bf16 "
+                             "instructions, but a near-tie may go the other way, so the numbers above are float32's; "
+                             "auto picks bfloat16 where it is fast, as train_gpt2.py does (default: float32)")
     args = parser.parse_args(argv)
-    device, _ = pick_device(args.device)
+    device, device_type = pick_device(args.device)
+    autocast_dtype = pick_autocast_dtype(args.dtype, device_type)
     if args.limit is not None and args.limit <= 0:
         raise SystemExit(f"--limit must be a positive number of examples, got {args.limit}")
+    if args.batch_size <= 0:
+        raise SystemExit(f"--batch_size must be a positive number of examples, got {args.batch_size}")
 
-    print(f"HellaSwag {args.split}: {args.model} on {device} ({args.dtype})", flush=True)
+    print(f"HellaSwag {args.split}: {args.model} on {device} ({'float32' if autocast_dtype is None else 'bfloat16'})",
+          flush=True)
     download(args.split, args.data_dir)  # before loading the model: offline, fail in a second, not after gpt2-xl
     model = load_model(args.model, device)
-    autocast_dtype = torch.bfloat16 if args.dtype == "bfloat16" else None
     num_correct, num_correct_norm, num_total = evaluate(
         model, device=device, split=args.split, data_dir=args.data_dir, limit=args.limit,
-        autocast_dtype=autocast_dtype, print_every=1000)
+        autocast_dtype=autocast_dtype, print_every=1000, batch_size=args.batch_size)
     if num_total == 0:
         raise SystemExit(f"no examples found in {os.path.join(args.data_dir, f'hellaswag_{args.split}.jsonl')}")
     print(f"{num_total} acc: {num_correct / num_total:.4f} acc_norm: {num_correct_norm / num_total:.4f}")

@@ -550,13 +550,14 @@ def val_loss(model, loader, steps, device, device_type, amp_dtype, ddp=False, ra
     return (total[0] / total[1]).item()
 
 
-def hellaswag_accuracy(model, device, device_type, amp_dtype, ddp, rank, world_size, data_dir, limit=None):
+def hellaswag_accuracy(model, device, device_type, amp_dtype, ddp, rank, world_size, data_dir, limit,
+                       batch_size):
     """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
     scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs."""
     import hellaswag  # imported here, not at the top: hellaswag.py imports this file
 
     counts = hellaswag.evaluate(lambda x: model(x)[0], device=device, split="val", data_dir=data_dir, rank=rank,
-                                world_size=world_size, limit=limit, autocast_dtype=amp_dtype)
+                                world_size=world_size, limit=limit, autocast_dtype=amp_dtype, batch_size=batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
     if ddp:
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
@@ -792,6 +793,9 @@ def parse_args(argv=None):
     parser.add_argument("--hellaswag_dir", default="hellaswag", help="where the HellaSwag files are kept")
     parser.add_argument("--hellaswag_limit", type=int, default=None,
                         help="evaluate only the first N of the 10,042 val examples (default: all)")
+    parser.add_argument("--hellaswag_batch_size", type=int, default=16,
+                        help="HellaSwag examples per forward pass (4 rows each), as hellaswag.py's --batch_size; "
+                             "lower it if the evaluation runs out of memory")
     parser.add_argument("--checkpoint_interval", type=int, default=5000,
                         help="write log_dir/model_STEP.pt every this many steps (and at the end)")
     parser.add_argument("--skip_nonfinite", action="store_true",
@@ -829,6 +833,8 @@ def parse_args(argv=None):
     if args.init_from == "scratch" and args.seq_len > args.block_size:
         parser.error(f"--seq_len {args.seq_len} is longer than the model's context --block_size {args.block_size}; "
                      "lower --seq_len or raise --block_size")
+    if args.hellaswag_batch_size < 1:
+        parser.error(f"--hellaswag_batch_size must be a positive number of examples, got {args.hellaswag_batch_size}")
     if 0 < args.max_steps < args.warmup_steps:
         parser.error(f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the learning rate "
                      "would never reach its peak; lower --warmup_steps")
@@ -981,10 +987,10 @@ def main(argv=None):
                     save_checkpoint(path, raw_model, step, loss_val, args, optimizer, train_loader)
                     print0(f"step {step:5d} | saved {path}")
             if args.hellaswag and (step % args.eval_interval == 0 or last_step) and not evaluated:
-                # On the uncompiled module: every example has its own length, and the compiled model would
-                # recompile for each new one.
+                # On the uncompiled module: every batch of examples has its own length, and the compiled model
+                # would recompile for each new one.
                 acc_norm = hellaswag_accuracy(raw_model, device, device_type, amp_dtype, ddp, rank, world_size,
-                                              args.hellaswag_dir, args.hellaswag_limit)
+                                              args.hellaswag_dir, args.hellaswag_limit, args.hellaswag_batch_size)
                 print0(f"step {step:5d} | HellaSwag acc_norm {acc_norm:.4f}")
                 if master_process:
                     log.write(f"{step} hella {acc_norm:.4f}")

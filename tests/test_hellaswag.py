@@ -198,7 +198,78 @@ def test_score_matches_brute_force_per_example(hf_model, reference):
         tokens, mask, _ = hellaswag.render_example(record)
         with torch.no_grad():
             logits = hf_model(tokens).logits
-        assert hellaswag.score(logits, tokens, mask) == (argmin(sums), argmin(means))
+        assert hellaswag.score(logits, tokens, mask) == ([argmin(sums)], [argmin(means)])
+
+
+def test_score_matches_brute_force_on_a_padded_batch(hf_model, reference, records):
+    # All ten examples in one forward pass: rows of short examples are padded far past their own longest ending.
+    rendered = [hellaswag.render_example(record) for record in records]
+    tokens, mask, labels = hellaswag.collate(rendered)
+    assert tokens.shape == mask.shape == (4 * len(records), max(t.size(1) for t, _, _ in rendered))
+    assert labels == [record["label"] for record in records]
+    for i, (t, m, _) in enumerate(rendered):  # each example's rows sit unchanged at 4i..4i+3, then padding
+        assert tokens[4 * i:4 * i + 4, :t.size(1)].equal(t) and mask[4 * i:4 * i + 4, :m.size(1)].equal(m)
+        assert tokens[4 * i:4 * i + 4, t.size(1):].eq(0).all() and mask[4 * i:4 * i + 4, t.size(1):].eq(0).all()
+    with torch.no_grad():
+        logits = hf_model(tokens).logits
+    pred, pred_norm = hellaswag.score(logits, tokens, mask)
+    assert pred == [argmin(sums) for sums, _ in reference]
+    assert pred_norm == [argmin(means) for _, means in reference]
+
+
+def brute_force_predictions(reference, records):
+    return [(argmin(sums), argmin(means), record["label"]) for (sums, means), record in zip(reference, records)]
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 10, 16])
+def test_predictions_do_not_depend_on_batch_size(hf_model, reference, records, data_dir, batch_size):
+    # Per example, not just the counts. 3 and 4 do not divide the 10 examples, so the last batch is partial; 16 is
+    # more than there are.
+    model = lambda x: hf_model(x).logits
+    got = list(hellaswag.predictions(model, data_dir=data_dir, batch_size=batch_size))
+    assert got == brute_force_predictions(reference, records)
+    if batch_size != 1:
+        assert got == list(hellaswag.predictions(model, data_dir=data_dir, batch_size=1))
+
+
+def test_batches_hold_this_ranks_examples(hf_model, reference, records, data_dir):
+    # Batching happens after dealing: rank r's batches hold examples r, r + world_size, ... of the first `limit`.
+    model = lambda x: hf_model(x).logits
+    expected = brute_force_predictions(reference, records)
+    for limit in (None, 7):
+        for rank in range(3):
+            got = list(hellaswag.predictions(model, data_dir=data_dir, rank=rank, world_size=3, limit=limit,
+                                             batch_size=2))
+            assert got == expected[:limit][rank::3], f"limit {limit}, rank {rank}"
+
+
+def test_batches_are_made_of_examples_of_similar_length(hf_model, records, data_dir):
+    # Padding costs as much to run as real tokens: examples are sorted by length before being cut into batches
+    # (all ten fit in one window of 8 batches of 2), so each batch is padded only up to its neighbour's length.
+    shapes = []
+
+    def model(x):
+        shapes.append(tuple(x.shape))
+        return hf_model(x).logits
+
+    list(hellaswag.predictions(model, data_dir=data_dir, batch_size=2))
+    lengths = sorted(hellaswag.render_example(record)[0].size(1) for record in records)
+    assert shapes == [(8, max(lengths[i:i + 2])) for i in range(0, len(lengths), 2)]
+
+
+def test_batch_size_must_be_positive(hf_model, data_dir):
+    with pytest.raises(ValueError, match="batch_size must be >= 1 example, got 0"):
+        hellaswag.evaluate(lambda x: hf_model(x).logits, data_dir=data_dir, batch_size=0)
+    with pytest.raises(SystemExit, match="--batch_size must be a positive number of examples, got 0"):
+        hellaswag.main(["-m", "gpt2", "-d", "cpu", "--data_dir", data_dir, "--batch_size", "0"])
+
+
+def test_training_uses_the_same_batch_size_by_default(capsys):
+    import train_gpt2
+    assert train_gpt2.parse_args([]).hellaswag_batch_size == hellaswag.BATCH_SIZE
+    with pytest.raises(SystemExit):
+        train_gpt2.parse_args(["--hellaswag_batch_size", "0"])
+    assert "--hellaswag_batch_size must be a positive number of examples, got 0" in capsys.readouterr().err
 
 
 def test_evaluate_matches_brute_force(hf_model, reference, records, data_dir):
@@ -220,10 +291,20 @@ def test_main_prints_brute_force_accuracies(hf_dir, reference, records, data_dir
 
 
 def test_main_limit(hf_dir, reference, records, data_dir, capsys):
-    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "3"])
+    # --batch_size 2 with --limit 3: a full batch and a partial one.
+    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "3", "--batch_size", "2"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     correct, correct_norm, total = reference_counts(reference, records, 3)
     assert last == f"3 acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "auto"])
+def test_main_dtype_is_train_gpt2s_choice(hf_dir, data_dir, capsys, dtype):
+    # auto resolves as in training: bfloat16 only on CPUs with bf16 instructions. The header names what ran.
+    import train_gpt2
+    ran = "float32" if train_gpt2.pick_autocast_dtype(dtype, "cpu") is None else "bfloat16"
+    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "1", "--dtype", dtype])
+    assert capsys.readouterr().out.splitlines()[0] == f"HellaSwag val: {hf_dir} on cpu ({ran})"
 
 
 def test_ranks_deal_out_examples(hf_model, data_dir):
