@@ -138,16 +138,6 @@ def iterate_examples(split, data_dir="hellaswag"):
             yield example
 
 
-_enc = None  # the GPT-2 tokenizer, created on first use so that importing this module loads nothing
-
-
-def _tokenizer():
-    global _enc
-    if _enc is None:
-        _enc = tiktoken.get_encoding("gpt2")
-    return _enc
-
-
 def render_example(example):
     """
     Turn one example into model input. Returns (tokens, mask, label):
@@ -156,7 +146,7 @@ def render_example(example):
       mask    LongTensor (4, L): 1 over the ending tokens, 0 over the context and the padding;
       label   int, the index of the right ending.
     """
-    enc = _tokenizer()
+    enc = tiktoken.get_encoding("gpt2")  # tiktoken builds it once per process and caches it
     # encode_ordinary: plain text, so a literal "<|endoftext|>" in the data could never become the special token.
     ctx_tokens = enc.encode_ordinary(example["ctx"])
     rows, masks = [], []
