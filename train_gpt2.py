@@ -868,7 +868,7 @@ def print0(*args, **kwargs):
 def main(argv=None):
     args = parse_args(argv)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
-    master_process = rank == 0  # the one process that prints, samples and (later) writes files
+    master_process = rank == 0  # the one process that prints, samples and writes files
     print0(f"using device: {device}, {world_size} process(es)")
     B, T = args.batch_size, args.seq_len
     # Checked before any work is done, so a wrong batch size costs seconds, not a model build.
@@ -904,14 +904,13 @@ def main(argv=None):
             print0(f"resuming from {path} at step {resume['step']}")
     args.world_size = world_size  # saved in checkpoints, for the check above
 
-    if resume is not None:
-        pass  # the model came with the checkpoint
-    elif args.init_from == "scratch":
-        config = GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
-                           n_head=args.n_head, n_embd=args.n_embd)
-        model = GPT(config)
-    else:
-        model = GPT.load(args.init_from)
+    if resume is None:  # (a resumed run's model came with its checkpoint)
+        if args.init_from == "scratch":
+            config = GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
+                               n_head=args.n_head, n_embd=args.n_embd)
+            model = GPT(config)
+        else:
+            model = GPT.load(args.init_from)
     if args.export_hf:
         if master_process:
             model.save_pretrained(args.export_hf)
@@ -997,7 +996,7 @@ def main(argv=None):
             if master_process and ((step > 0 and step % args.sample_interval == 0) or last_step) and not evaluated:
                 # Uncompiled, like HellaSwag: generation changes the sequence length at every token.
                 for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device,
-                                   args.seed + rank):
+                                   args.seed):
                     print0(f"step {step:5d} | sample: {text!r}")
             if last_step:
                 break
