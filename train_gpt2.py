@@ -52,9 +52,10 @@ class CausalSelfAttention(nn.Module):
         self.n_head = config.n_head
         self.n_embd = config.n_embd
 
-    def forward(self, x, kv_cache=None):
+    def forward(self, x, kv_cache=None, attn_mask=None):
         """kv_cache: for generation, this layer's dict of the keys and values of the positions seen so far (empty at
-        first); the new positions' keys and values are appended to it."""
+        first); the new positions' keys and values are appended to it. attn_mask: a bool (B, 1, T, T) mask, True
+        where a position may attend, used instead of the causal mask (HellaSwag packs several sequences in a row)."""
         B, T, C = x.size()
         q, k, v = self.c_attn(x).split(self.n_embd, dim=2)  # each (B, T, C)
         q = q.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
@@ -71,7 +72,10 @@ class CausalSelfAttention(nn.Module):
         # filled cache comes after every cached position, so it may see them all: no mask.
         if q.size(2) != k.size(2):
             assert q.size(2) == 1, "after the cache is filled, generation feeds one token at a time"
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(2) == k.size(2))  # (B, nh, T, hs)
+        if attn_mask is None:
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(2) == k.size(2))  # (B, nh, T, hs)
+        else:  # FlashAttention takes no mask; the kernel that does is slower, so training never passes one
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C): heads side by side again
         return self.c_proj(y)
 
@@ -97,10 +101,10 @@ class Block(nn.Module):
         self.ln_2 = nn.LayerNorm(config.n_embd)
         self.mlp = MLP(config)
 
-    def forward(self, x, kv_cache=None):
+    def forward(self, x, kv_cache=None, attn_mask=None):
         # Pre-LayerNorm (GPT-2 paper, section 2.3): the residual stream itself is never normalised, so gradients
         # flow straight from the loss to the embeddings through the additions.
-        x = x + self.attn(self.ln_1(x), kv_cache)
+        x = x + self.attn(self.ln_1(x), kv_cache, attn_mask)
         x = x + self.mlp(self.ln_2(x))
         return x
 
@@ -141,20 +145,31 @@ class GPT(nn.Module):
         """idx: (B, T) token ids. Returns the logits (B, T, V) and, when targets (B, T) are given, the mean
         cross-entropy of predicting each target from the tokens up to it. kv_cache (generation only): one dict per
         layer holding the keys and values of the tokens already fed in; idx then continues after them."""
-        B, T = idx.size()
-        past = kv_cache[0]["k"].size(2) if kv_cache and kv_cache[0] else 0  # tokens already in the cache
-        assert past + T <= self.config.block_size, \
-            f"sequence of length {past + T} is longer than block_size {self.config.block_size}"
-        pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,)
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C) + (T, C) broadcasts over B
-        for i, block in enumerate(self.transformer.h):
-            x = block(x, kv_cache[i] if kv_cache is not None else None)
-        x = self.transformer.ln_f(x)
-        logits = self.lm_head(x)  # (B, T, V)
+        logits = self.lm_head(self.hidden_states(idx, kv_cache=kv_cache))  # (B, T, V)
         loss = None
         if targets is not None:
             loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())  # (B*T, V) against (B*T,)
         return logits, loss
+
+    def hidden_states(self, idx, kv_cache=None, pos=None, attn_mask=None):
+        """The final LayerNorm's output (B, T, C) for the tokens idx (B, T): what lm_head turns into logits. Taking
+        it lets a caller apply the head only where it needs logits; the head is a third of the forward pass's FLOPs.
+        pos (B, T) and attn_mask (B, 1, T, T, bool, True = may attend) replace the positions 0..T-1 and the causal
+        mask, so that one row can hold several sequences: HellaSwag puts a context and its 4 endings in one row, each
+        ending seeing the context and itself only. kv_cache: as in forward."""
+        B, T = idx.size()
+        if pos is None:
+            past = kv_cache[0]["k"].size(2) if kv_cache and kv_cache[0] else 0  # tokens already in the cache
+            assert past + T <= self.config.block_size, \
+                f"sequence of length {past + T} is longer than block_size {self.config.block_size}"
+            pos = torch.arange(past, past + T, dtype=torch.long, device=idx.device)  # (T,), broadcasts over B
+        else:
+            assert int(pos.max()) < self.config.block_size, \
+                f"position {int(pos.max())} is past the model's block_size {self.config.block_size}"
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache[i] if kv_cache is not None else None, attn_mask)
+        return self.transformer.ln_f(x)
 
     def flops_per_token(self, T):
         """Training FLOPs per token (forward + backward) at sequence length T, by the formula in the PaLM paper's

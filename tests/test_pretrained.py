@@ -62,3 +62,38 @@ def test_greedy_generation_matches_huggingface(hf_checkpoint):
                                pad_token_id=50256)
     assert ours.shape == (1, 28)
     assert torch.equal(ours, theirs)
+
+
+def test_packed_rows_match_huggingface_on_separate_rows(hf_checkpoint):
+    # One row holding a shared prefix and two continuations, each continuation positioned right after the prefix and
+    # allowed to see only the prefix and itself, must give each continuation the logits HF gives prefix +
+    # continuation as a row of its own. A second, shorter packed row pads the batch; padding sees nothing real.
+    path, hf_model = hf_checkpoint
+    model = GPT.from_pretrained(path).eval()
+    g = torch.Generator().manual_seed(2)
+    prefix, a, b = (torch.randint(0, 50257, (n,), generator=g) for n in (9, 5, 7))
+    short_prefix, c = torch.randint(0, 50257, (4,), generator=g), torch.randint(0, 50257, (3,), generator=g)
+    L = 9 + 5 + 7
+    idx = torch.zeros(2, L, dtype=torch.long)
+    idx[0] = torch.cat((prefix, a, b))
+    idx[1, :7] = torch.cat((short_prefix, c))
+    pos = torch.zeros(2, L, dtype=torch.long)
+    pos[0] = torch.cat((torch.arange(9), torch.arange(9, 14), torch.arange(9, 16)))
+    pos[1, :7] = torch.arange(7)
+    segment = torch.full((2, L), -2)  # -1: the prefix, 0 and 1: the continuations, -2: padding
+    segment[0] = torch.tensor([-1] * 9 + [0] * 5 + [1] * 7)
+    segment[1, :7] = torch.tensor([-1] * 4 + [0] * 3)
+    causal = torch.ones(L, L, dtype=torch.bool).tril()
+    mask = causal & ((segment[:, None, :] == -1) | (segment[:, None, :] == segment[:, :, None]))  # (2, L, L)
+    with torch.no_grad():
+        ours = model.lm_head(model.hidden_states(idx, pos=pos, attn_mask=mask[:, None]))  # (2, L, V)
+        for row, part, theirs_row in ((0, slice(0, 14), torch.cat((prefix, a))),
+                                      (0, [*range(9), *range(14, 21)], torch.cat((prefix, b))),
+                                      (1, slice(0, 7), torch.cat((short_prefix, c)))):
+            theirs = hf_model(theirs_row[None]).logits[0]
+            assert (ours[row, part] - theirs).abs().max().item() < 1e-4
+        # Without the mask, continuation b would see a: the test can tell a packed row from a plain one.
+        plain = model.lm_head(model.hidden_states(idx, pos=pos))
+        assert (plain[0, 14:] - ours[0, 14:]).abs().max().item() > 1e-3
+    with pytest.raises(AssertionError, match="block_size"):
+        model.hidden_states(idx, pos=pos + hf_model.config.n_positions - 5, attn_mask=mask[:, None])
