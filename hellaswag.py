@@ -15,21 +15,22 @@ Run:
     python hellaswag.py -m log/model_19073.pt -d cuda   # a checkpoint written by train_gpt2.py
 
 How it scores ("completion style"): a small base model cannot answer "which of A, B, C, D?", so instead each ending
-is appended to the context and the model is asked how likely the ending's tokens are. For each of the 4 rows
-context + " " + ending we take the cross-entropy of the ending tokens only (the context is the same in all rows, so
+is appended to the context and the model is asked how likely the ending's tokens are. For each of the 4 sequences
+context + " " + ending we take the cross-entropy of the ending tokens only (the context is the same in all four, so
 it carries no information). Two accuracies come out:
     acc       the ending with the lowest *summed* loss wins (favours short endings: fewer tokens, less loss);
     acc_norm  the ending with the lowest *mean* per-token loss wins (corrects for length).
-The rows of --batch_size examples (16 by default, so 64 rows) go through the model in one forward pass, right-padded to
-the longest row; attention is causal, so the padding after an ending cannot change that ending's loss, and the picks
-are those of one example at a time. Batching is for GPUs, which one example leaves mostly idle. On a CPU it is neutral
-(BENCHMARKS.md: a 2-core CPU already runs one example at three quarters of its matmul peak); there bf16 is what pays,
-2x on a CPU with bf16 instructions: --dtype auto.
+The four sequences share their context, so an example goes into the model as one row, the context once and the 4
+endings after it, with an attention mask that lets each ending see the context and itself only, as if it were
+alone (render_example, attention_mask). The output head, a third of the forward pass at 124M, runs only at the
+positions whose prediction is scored. Each example then costs about a third of the FLOPs of 4 separate rows, and
+the picks are the same, up to float rounding. --batch_size examples (16 by default) share a forward pass.
 The training loop in train_gpt2.py imports evaluate() from here, so there is one copy of this scoring code; this
 file in turn takes the model, the device choice and autocast from train_gpt2.py (which imports this module only
 inside the function that needs it, so the two never import each other in a circle).
 
-Numbers to expect on the full validation split (10,042 examples), this script:
+Numbers to expect on the full validation split (10,042 examples) with this scoring, as Karpathy's build-nanogpt
+reports them for its hellaswag.py (not rerun here: the sessions that wrote this had no network):
     gpt2     (124M)   acc 0.2859   acc_norm 0.2955
     gpt2-xl  (1558M)  acc 0.3842   acc_norm 0.4893
 For comparison, EleutherAI's lm-evaluation-harness reports acc 0.2892, acc_norm 0.3114 for gpt2: its acc_norm
@@ -52,11 +53,11 @@ from train_gpt2 import GPT, autocast, pick_autocast_dtype, pick_device
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
-# Examples scored per forward pass (4 rows each). One example is 4 rows of ~90 tokens: a GPU runs that in a few
-# tiny kernels and sits idle between them, so batches of 16 give it work worth launching. (A CPU is already busy with
-# one example; there batching neither helps nor hurts: BENCHMARKS.md.) The logits of a batch are 64 x ~100 x V
-# floats, about 1.3 GB in float32.
+# Examples scored per forward pass, one row of ~140 tokens each (render_example). A GPU runs one such row in a few
+# tiny kernels and sits idle between them, so batches of 16 give it work worth launching; a CPU gains 10-20% from
+# them (BENCHMARKS.md). Logits are computed only at the ending tokens: about 16 x 80 x V floats, 260 MB in float32.
 BATCH_SIZE = 16
+CONTEXT, PADDING = -1, -2  # segment ids of context and padding tokens in a rendered row; ending i's tokens have i
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
@@ -140,79 +141,89 @@ def iterate_examples(split, data_dir="hellaswag"):
 
 def render_example(example):
     """
-    Turn one example into model input. Returns (tokens, mask, label):
-      tokens  LongTensor (4, L): row i is the context's tokens followed by the tokens of " " + ending i,
-              right-padded with 0 up to the longest row;
-      mask    LongTensor (4, L): 1 over the ending tokens, 0 over the context and the padding;
-      label   int, the index of the right ending.
+    Turn one example into one packed row of model input. Returns (tokens, pos, segment, label), each tensor (L,):
+      tokens   the context's tokens, then the tokens of " " + ending 0, " " + ending 1, ... (LongTensor);
+      pos      each token's position in its own sequence, context + ending i: 0..C-1 over the C context tokens,
+               and every ending again from C, as if it alone followed the context (LongTensor);
+      segment  -1 over the context, i over ending i (LongTensor);
+      label    int, the index of the right ending.
+    The lecture puts context + ending i in row i, which runs the context 4 times; in one row, with the mask of
+    attention_mask(), it runs once. The rows are a third as long (about 140 tokens against 4 x 86).
     """
     enc = tiktoken.get_encoding("gpt2")  # tiktoken builds it once per process and caches it
     # encode_ordinary: plain text, so a literal "<|endoftext|>" in the data could never become the special token.
     ctx_tokens = enc.encode_ordinary(example["ctx"])
-    rows, masks = [], []
-    for ending in example["endings"]:
+    tokens, pos, segment = list(ctx_tokens), list(range(len(ctx_tokens))), [CONTEXT] * len(ctx_tokens)
+    for i, ending in enumerate(example["endings"]):
         # The context has no trailing space; GPT-2's BPE glues a word's leading space to the word (" the" is one
         # token), so the space goes in front of the ending. Encoding context and ending separately keeps the
-        # boundary exact: no token straddles the two, and the context tokens are identical in all 4 rows.
+        # boundary exact: no token straddles the two, and every ending follows the same context tokens.
         end_tokens = enc.encode_ordinary(" " + ending)
-        rows.append(ctx_tokens + end_tokens)
-        masks.append([0] * len(ctx_tokens) + [1] * len(end_tokens))
-    L = max(len(row) for row in rows)
-    tokens = torch.zeros((4, L), dtype=torch.long)
-    mask = torch.zeros((4, L), dtype=torch.long)
-    for i, (row, row_mask) in enumerate(zip(rows, masks)):
-        tokens[i, :len(row)] = torch.tensor(row)
-        mask[i, :len(row_mask)] = torch.tensor(row_mask)
-    return tokens, mask, example["label"]
+        tokens += end_tokens
+        pos += range(len(ctx_tokens), len(ctx_tokens) + len(end_tokens))
+        segment += [i] * len(end_tokens)
+    as_tensor = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
+    return as_tensor(tokens), as_tensor(pos), as_tensor(segment), example["label"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Scoring
 
-
 def collate(rendered):
     """
-    Stack rendered examples [(tokens, mask, label), ...] into one batch: tokens, mask LongTensors (4N, L), rows
-    4i..4i+3 being example i's endings, right-padded with 0 up to the longest row of the batch; and the N labels.
+    Stack rendered examples [(tokens, pos, segment, label), ...] into a batch: tokens, pos, segment LongTensors
+    (N, L), row i being example i, right-padded up to the longest row with token 0, position 0 and segment PADDING;
+    and the N labels.
     """
-    L = max(tokens.size(1) for tokens, _, _ in rendered)
-    tokens = torch.cat([F.pad(tokens, (0, L - tokens.size(1))) for tokens, _, _ in rendered])  # (4N, L)
-    mask = torch.cat([F.pad(mask, (0, L - mask.size(1))) for _, mask, _ in rendered])  # (4N, L)
-    return tokens, mask, [label for _, _, label in rendered]
+    L = max(tokens.size(0) for tokens, _, _, _ in rendered)
+    tokens, pos, segment = (torch.stack([F.pad(example[k], (0, L - example[k].size(0)), value=fill)
+                                         for example in rendered]) for k, fill in ((0, 0), (1, 0), (2, PADDING)))
+    return tokens, pos, segment, [label for _, _, _, label in rendered]
 
 
-def score(logits, tokens, mask):
+def attention_mask(segment):
     """
-    Pick an ending for each of N examples from the model's logits (4N, T, V) for the rows tokens, mask (4N, T),
-    rows 4i..4i+3 being example i's 4 endings (as render_example or collate lays them out).
-    Returns (pred, pred_norm), each a list of N ints: per example, the row with the lowest summed ending loss (acc)
-    and the row with the lowest mean per-token ending loss (acc_norm).
+    The bool mask (N, 1, L, L) for rows laid out by render_example and collate, True where a query token (dim 2) may
+    attend to a key token (dim 3): earlier or same tokens that are context or of the query's own segment. So the
+    context attends causally to itself, each ending to the context and causally to itself, as it would in a row of
+    its own. Padding attends to the context and to padding, which keeps its softmax finite (a row with nothing to
+    attend to is NaN, and NaN times a weight of 0 is still NaN); no real token attends to padding.
     """
-    # The logits at position t predict the token at t+1: drop the last prediction and the first target.
-    shift_logits = logits[:, :-1, :]  # (4N, T-1, V)
-    shift_tokens = tokens[:, 1:]  # (4N, T-1)
-    shift_mask = mask[:, 1:]  # (4N, T-1), still 1 exactly where the target is an ending token
-    # Take the loss at the ending tokens only. Most positions are context or padding, whose loss the mask would
-    # throw away; computing it anyway, over all V logits, took 3x as long on the CPU of BENCHMARKS.md (1.1 s against
-    # 0.35 s for a batch of 16 examples in bf16, whose forward pass takes 5 s).
-    rows, cols = shift_mask.nonzero(as_tuple=True)  # (number of ending tokens,) each
+    L = segment.size(1)
+    causal = torch.ones(L, L, dtype=torch.bool, device=segment.device).tril()  # (L, L)
+    query, key = segment[:, :, None], segment[:, None, :]  # (N, L, 1), (N, 1, L)
+    return (causal & ((key == CONTEXT) | (key == query)))[:, None]  # (N, 1, L, L), broadcast over the heads
+
+
+def score(model, tokens, pos, segment):
+    """
+    Run `model` (a GPT) on a batch laid out by collate and pick an ending for each of its N examples.
+    Returns (pred, pred_norm), each a list of N ints: per example, the ending with the lowest summed loss over its
+    tokens (acc) and the one with the lowest mean per-token loss (acc_norm).
+    """
+    hidden = model.hidden_states(tokens, pos=pos, attn_mask=attention_mask(segment))  # (N, L, C)
+    rows, cols = (segment >= 0).nonzero(as_tuple=True)  # each ending token, (number of ending tokens,) each
+    ending = segment[rows, cols]
+    # An ending token is predicted from the token before it in its own sequence: the previous token of the row if
+    # that is in the same ending, else (for the first token of an ending) the context's last token.
+    context_len = (segment == CONTEXT).sum(dim=1)  # (N,)
+    source = torch.where(segment[rows, cols - 1] == ending, cols - 1, context_len[rows] - 1)
+    # The output head only where a prediction is scored: about 80 of an example's 140 positions.
+    logits = model.lm_head(hidden[rows, source])  # (number of ending tokens, V)
     # In float32 even under bf16 autocast: near-tied endings differ in the third decimal of the loss.
-    token_losses = F.cross_entropy(shift_logits[rows, cols].float(), shift_tokens[rows, cols], reduction="none")
-    # Padding (token 0) sits after every ending and attention is causal, so it cannot change the loss of an ending
-    # token, wherever in the batch the row is and however far it is padded.
-    losses = torch.zeros(shift_mask.shape, dtype=torch.float32, device=logits.device)  # (4N, T-1)
-    losses[rows, cols] = token_losses
-    sum_loss = losses.sum(dim=1).view(-1, 4)  # (N, 4)
-    avg_loss = sum_loss / shift_mask.sum(dim=1).view(-1, 4)  # (N, 4)
-    # argmin picks the first of tied rows, like the brute-force reference in the tests.
-    return sum_loss.argmin(dim=1).tolist(), avg_loss.argmin(dim=1).tolist()
+    token_losses = F.cross_entropy(logits.float(), tokens[rows, cols], reduction="none")
+    sum_loss = torch.zeros(tokens.size(0), 4, device=tokens.device).index_put_((rows, ending), token_losses,
+                                                                            accumulate=True)  # (N, 4)
+    num_tokens = torch.zeros_like(sum_loss).index_put_((rows, ending), torch.ones_like(token_losses), accumulate=True)
+    # argmin picks the first of tied endings, like the brute-force reference in the tests.
+    return sum_loss.argmin(dim=1).tolist(), (sum_loss / num_tokens).argmin(dim=1).tolist()
 
 
 def predictions(model, device="cpu", split="val", data_dir="hellaswag", rank=0, world_size=1, limit=None,
                 autocast_dtype=None, batch_size=BATCH_SIZE):
     """
     Yield (pred, pred_norm, label) for each of this rank's examples in file order, scoring batch_size examples
-    (4 * batch_size rows) per forward pass. The arguments are evaluate's.
+    (one row each) per forward pass. The arguments are evaluate's.
     """
     if not 0 <= rank < world_size:
         raise ValueError(f"rank {rank} is not in 0..{world_size - 1}")
@@ -221,22 +232,21 @@ def predictions(model, device="cpu", split="val", data_dir="hellaswag", rank=0, 
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1 example, got {batch_size}")
     device_type = torch.device(device).type  # "cuda:1" -> "cuda": autocast wants the type, not the device
-    # Every row of a batch is as long as its longest one, and padding costs as much to run as real tokens. Batches
-    # of examples in file order are a fifth padding, which made batching 6-10% slower than one example at a time on
-    # a CPU (BENCHMARKS.md). So examples are taken a window of 8 batches at a time and batched by length, shortest
-    # first; the predictions go back into file order.
+    # Every row of a batch is as long as its longest one, and padding costs as much to run as real tokens. In file
+    # order, padding would be about a fifth of the work (BENCHMARKS.md); so examples are taken a window of 8
+    # batches at a time and batched by length, shortest first. The predictions go back into file order.
     window_size = 8 * batch_size
 
     def run(window):
-        by_length = sorted(range(len(window)), key=lambda j: window[j][0].size(1))
+        by_length = sorted(range(len(window)), key=lambda j: window[j][0].size(0))
         results = [None] * len(window)
         for start in range(0, len(window), batch_size):
             batch = by_length[start:start + batch_size]  # indices into window
-            tokens, mask, labels = collate([window[j] for j in batch])
-            tokens, mask = tokens.to(device), mask.to(device)
+            tokens, pos, segment, labels = collate([window[j] for j in batch])
+            tokens, pos, segment = tokens.to(device), pos.to(device), segment.to(device)
             with torch.no_grad(), autocast(device_type, autocast_dtype):
-                logits = model(tokens)
-            for j, pred, pred_norm, label in zip(batch, *score(logits, tokens, mask), labels):
+                picks = score(model, tokens, pos, segment)
+            for j, pred, pred_norm, label in zip(batch, *picks, labels):
                 results[j] = (pred, pred_norm, label)
         return results
 
@@ -259,15 +269,14 @@ def evaluate(model, device="cpu", split="val", data_dir="hellaswag", rank=0, wor
     """
     Score `model` on a HellaSwag split; return (num_correct, num_correct_norm, num_total) for this rank's share.
 
-    model: a callable taking a (B, L) LongTensor on `device` and returning logits (B, L, V); wrap HF models as
-        `lambda x: hf(x).logits` and ours as `lambda x: m(x)[0]`, and put modules in eval mode first.
+    model: a GPT of train_gpt2.py on `device`, in eval mode (load_model below gives one for an OpenAI name, a
+        save_pretrained directory or a checkpoint). Scoring uses its hidden_states() and lm_head.
     rank, world_size: example i goes to rank i % world_size; sum the counts over ranks for the total.
     limit: look at only the first `limit` examples of the split (counted before dealing them out to ranks).
     autocast_dtype: e.g. torch.bfloat16 to run the model under torch.autocast; None runs it as it is.
     print_every: print running accuracies every this many examples of this rank (0: never).
-    batch_size: examples per forward pass (B = 4 * batch_size rows). The picks do not depend on it, up to float
-        rounding. Larger keeps a GPU busier (a CPU is busy already: BENCHMARKS.md); the logits take
-        4 * batch_size * L * V floats.
+    batch_size: examples per forward pass, one row of about 140 tokens each. The picks do not depend on it, up to
+        float rounding. Larger keeps a GPU busier; a CPU gains little past a few (BENCHMARKS.md).
     """
     num_correct = num_correct_norm = num_total = 0
     for pred, pred_norm, label in predictions(model, device, split, data_dir, rank, world_size, limit,
@@ -287,22 +296,15 @@ def evaluate(model, device="cpu", split="val", data_dir="hellaswag", rank=0, wor
 
 def load_model(name_or_path, device):
     """
-    Return a callable tokens (B, T) -> logits (B, T, V) for an OpenAI name (gpt2, gpt2-medium, gpt2-large,
-    gpt2-xl) or a directory written by save_pretrained, loaded with transformers' GPT2LMHeadModel, or for a
-    model_STEP.pt checkpoint written by train_gpt2.py.
+    Our GPT, in eval mode on `device`, for an OpenAI name (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a directory
+    written by save_pretrained (loaded with transformers, then copied into our module tree) or a model_STEP.pt
+    checkpoint written by train_gpt2.py.
     """
-    if os.path.isfile(name_or_path) and name_or_path.endswith(".pt"):
-        model, _ = GPT.from_checkpoint(name_or_path)
-        model.to(device).eval()
-        return lambda x: model(x)[0]  # our GPT returns (logits, loss)
-    if name_or_path in GPT.OPENAI_MODELS or os.path.isdir(name_or_path):
-        from transformers import GPT2LMHeadModel  # imported here: it is slow to import and only this path needs it
-
-        hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
-        hf_model.to(device).eval()  # eval(): HF models come with dropout on
-        return lambda x: hf_model(x).logits
-    raise SystemExit(f"unknown model {name_or_path!r}: pass one of {', '.join(GPT.OPENAI_MODELS)}, a directory "
-                     "written by GPT2LMHeadModel.save_pretrained, or a model_STEP.pt checkpoint of train_gpt2.py")
+    is_checkpoint = os.path.isfile(name_or_path) and name_or_path.endswith(".pt")
+    if not (is_checkpoint or name_or_path in GPT.OPENAI_MODELS or os.path.isdir(name_or_path)):
+        raise SystemExit(f"unknown model {name_or_path!r}: pass one of {', '.join(GPT.OPENAI_MODELS)}, a directory "
+                         "written by GPT2LMHeadModel.save_pretrained, or a model_STEP.pt checkpoint of train_gpt2.py")
+    return GPT.load(name_or_path).to(device).eval()
 
 
 # ----------------------------------------------------------------------------------------------------------------------

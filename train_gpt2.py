@@ -571,7 +571,7 @@ def hellaswag_accuracy(model, device, device_type, amp_dtype, ddp, rank, world_s
     scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs."""
     import hellaswag  # imported here, not at the top: hellaswag.py imports this file
 
-    counts = hellaswag.evaluate(lambda x: model(x)[0], device=device, split="val", data_dir=data_dir, rank=rank,
+    counts = hellaswag.evaluate(model, device=device, split="val", data_dir=data_dir, rank=rank,
                                 world_size=world_size, limit=limit, autocast_dtype=amp_dtype, batch_size=batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
     if ddp:

@@ -1,7 +1,8 @@
 """
 Tests for hellaswag.py: CPU only, offline, on a small file in the HellaSwag schema and a tiny random-init
 GPT2LMHeadModel that the tests write themselves. The reference for the scores is a brute-force loop written here,
-one unpadded sequence and one ending token at a time, with HF's model as the model.
+one unpadded sequence and one ending token at a time, with HF's model as the model. hellaswag.py scores with our GPT
+loaded from the same directory, each example packed into one row.
 """
 import argparse
 import json
@@ -92,6 +93,12 @@ def hf_model(hf_dir):
 
 
 @pytest.fixture(scope="module")
+def gpt(hf_dir):
+    """The same weights in our GPT, as hellaswag.load_model gives them: what evaluate scores with."""
+    return hellaswag.load_model(hf_dir, "cpu")
+
+
+@pytest.fixture(scope="module")
 def reference(hf_model):
     """
     Brute force: for each example and ending, run the model on the unpadded context+ending alone and add up the
@@ -170,49 +177,63 @@ def test_test_data_tells_acc_from_acc_norm(reference, records):
         f"the test model's picks cover only {outcomes}: add examples with endings of more varied lengths")
 
 
-def test_render_example_rows_and_mask():
+def test_render_example_packs_context_and_endings():
     enc = tiktoken.get_encoding("gpt2")
     record = RECORDS[0]
-    tokens, mask, label = hellaswag.render_example(record)
+    tokens, pos, segment, label = hellaswag.render_example(record)
     ctx = enc.encode(record["ctx"])
     ends = [enc.encode(" " + e) for e in record["endings"]]
-    L = len(ctx) + max(len(e) for e in ends)
-    assert tokens.shape == mask.shape == (4, L)
-    assert tokens.dtype == torch.long
+    assert tokens.shape == pos.shape == segment.shape == (len(ctx) + sum(len(e) for e in ends),)
+    assert tokens.dtype == pos.dtype == segment.dtype == torch.long
     assert label == record["label"]
     assert len({len(e) for e in ends}) > 1, "the example should have endings of different token lengths"
+    # The context comes first, once, at positions 0..C-1.
+    assert enc.decode(tokens[segment == -1].tolist()) == record["ctx"]
+    assert segment[:len(ctx)].eq(-1).all() and pos[:len(ctx)].equal(torch.arange(len(ctx)))
+    # Then each ending in order, decoding back to " " + ending, its positions continuing from the context's.
+    start = len(ctx)
     for i, ending in enumerate(record["endings"]):
-        n = len(ctx) + len(ends[i])
-        # The context comes first, unmasked.
-        assert enc.decode(tokens[i, :len(ctx)].tolist()) == record["ctx"]
-        assert mask[i, :len(ctx)].eq(0).all()
-        # The mask covers exactly the ending, and the ending decodes back to " " + ending.
-        assert mask[i, len(ctx):n].eq(1).all()
-        assert enc.decode(tokens[i][mask[i] == 1].tolist()) == " " + ending
-        # Padding comes after, with 0 in both tokens and mask.
-        assert tokens[i, n:].eq(0).all() and mask[i, n:].eq(0).all()
+        n = len(ends[i])
+        assert segment[start:start + n].eq(i).all()
+        assert enc.decode(tokens[start:start + n].tolist()) == " " + ending
+        assert pos[start:start + n].equal(torch.arange(len(ctx), len(ctx) + n))
+        start += n
 
 
-def test_score_matches_brute_force_per_example(hf_model, reference):
+def test_attention_mask_lets_each_ending_see_the_context_and_itself():
+    # Row: context c c, ending 0 (2 tokens), ending 1 (1 token), one padding token.
+    segment = torch.tensor([[-1, -1, 0, 0, 1, -2]])
+    allowed = hellaswag.attention_mask(segment)[0, 0]  # (L, L): query, key
+    expected = torch.tensor([
+        [1, 0, 0, 0, 0, 0],  # context attends causally to the context
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],  # ending 0: the context and ending 0 up to itself
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 0, 0, 1, 0],  # ending 1: the context and itself, not ending 0
+        [1, 1, 0, 0, 0, 1],  # padding: context and padding (never an empty row); nothing real attends to it
+    ], dtype=torch.bool)
+    assert allowed.equal(expected)
+
+
+def test_score_matches_brute_force_per_example(gpt, reference):
     for record, (sums, means) in zip(RECORDS, reference):
-        tokens, mask, _ = hellaswag.render_example(record)
+        tokens, pos, segment, _ = hellaswag.collate([hellaswag.render_example(record)])
         with torch.no_grad():
-            logits = hf_model(tokens).logits
-        assert hellaswag.score(logits, tokens, mask) == ([argmin(sums)], [argmin(means)])
+            assert hellaswag.score(gpt, tokens, pos, segment) == ([argmin(sums)], [argmin(means)])
 
 
-def test_score_matches_brute_force_on_a_padded_batch(hf_model, reference, records):
-    # All ten examples in one forward pass: rows of short examples are padded far past their own longest ending.
+def test_score_matches_brute_force_on_a_padded_batch(gpt, reference, records):
+    # All ten examples in one forward pass: rows of short examples are padded far past their own end.
     rendered = [hellaswag.render_example(record) for record in records]
-    tokens, mask, labels = hellaswag.collate(rendered)
-    assert tokens.shape == mask.shape == (4 * len(records), max(t.size(1) for t, _, _ in rendered))
+    tokens, pos, segment, labels = hellaswag.collate(rendered)
+    assert tokens.shape == pos.shape == segment.shape == (len(records), max(t.size(0) for t, *_ in rendered))
     assert labels == [record["label"] for record in records]
-    for i, (t, m, _) in enumerate(rendered):  # each example's rows sit unchanged at 4i..4i+3, then padding
-        assert tokens[4 * i:4 * i + 4, :t.size(1)].equal(t) and mask[4 * i:4 * i + 4, :m.size(1)].equal(m)
-        assert tokens[4 * i:4 * i + 4, t.size(1):].eq(0).all() and mask[4 * i:4 * i + 4, t.size(1):].eq(0).all()
+    for i, (t, p, g, _) in enumerate(rendered):  # each example's row unchanged, then padding
+        n = t.size(0)
+        assert tokens[i, :n].equal(t) and pos[i, :n].equal(p) and segment[i, :n].equal(g)
+        assert tokens[i, n:].eq(0).all() and pos[i, n:].eq(0).all() and segment[i, n:].eq(hellaswag.PADDING).all()
     with torch.no_grad():
-        logits = hf_model(tokens).logits
-    pred, pred_norm = hellaswag.score(logits, tokens, mask)
+        pred, pred_norm = hellaswag.score(gpt, tokens, pos, segment)
     assert pred == [argmin(sums) for sums, _ in reference]
     assert pred_norm == [argmin(means) for _, means in reference]
 
@@ -222,44 +243,47 @@ def brute_force_predictions(reference, records):
 
 
 @pytest.mark.parametrize("batch_size", [1, 3, 4, 10, 16])
-def test_predictions_do_not_depend_on_batch_size(hf_model, reference, records, data_dir, batch_size):
+def test_predictions_do_not_depend_on_batch_size(gpt, reference, records, data_dir, batch_size):
     # Per example, not just the counts. 3 and 4 do not divide the 10 examples, so the last batch is partial; 16 is
     # more than there are.
-    model = lambda x: hf_model(x).logits
-    got = list(hellaswag.predictions(model, data_dir=data_dir, batch_size=batch_size))
+    got = list(hellaswag.predictions(gpt, data_dir=data_dir, batch_size=batch_size))
     assert got == brute_force_predictions(reference, records)
     if batch_size != 1:
-        assert got == list(hellaswag.predictions(model, data_dir=data_dir, batch_size=1))
+        assert got == list(hellaswag.predictions(gpt, data_dir=data_dir, batch_size=1))
 
 
-def test_batches_hold_this_ranks_examples(hf_model, reference, records, data_dir):
+def test_batches_hold_this_ranks_examples(gpt, reference, records, data_dir):
     # Batching happens after dealing: rank r's batches hold examples r, r + world_size, ... of the first `limit`.
-    model = lambda x: hf_model(x).logits
     expected = brute_force_predictions(reference, records)
     for limit in (None, 7):
         for rank in range(3):
-            got = list(hellaswag.predictions(model, data_dir=data_dir, rank=rank, world_size=3, limit=limit,
+            got = list(hellaswag.predictions(gpt, data_dir=data_dir, rank=rank, world_size=3, limit=limit,
                                              batch_size=2))
             assert got == expected[:limit][rank::3], f"limit {limit}, rank {rank}"
 
 
-def test_batches_are_made_of_examples_of_similar_length(hf_model, records, data_dir):
+def test_batches_are_made_of_examples_of_similar_length_and_the_head_runs_at_endings_only(gpt, records, data_dir):
     # Padding costs as much to run as real tokens: examples are sorted by length before being cut into batches
     # (all ten fit in one window of 8 batches of 2), so each batch is padded only up to its neighbour's length.
-    shapes = []
+    # The output head sees one position per ending token, no more.
+    inputs, head_rows = [], []
+    hooks = [gpt.transformer.wte.register_forward_hook(lambda m, args, out: inputs.append(tuple(args[0].shape))),
+             gpt.lm_head.register_forward_hook(lambda m, args, out: head_rows.append(args[0].size(0)))]
+    try:
+        list(hellaswag.predictions(gpt, data_dir=data_dir, batch_size=2))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    rendered = sorted((hellaswag.render_example(record) for record in records), key=lambda r: r[0].size(0))
+    lengths = [tokens.size(0) for tokens, *_ in rendered]
+    ending_tokens = [int((segment >= 0).sum()) for _, _, segment, _ in rendered]
+    assert inputs == [(2, max(lengths[i:i + 2])) for i in range(0, len(lengths), 2)]
+    assert head_rows == [sum(ending_tokens[i:i + 2]) for i in range(0, len(lengths), 2)]
 
-    def model(x):
-        shapes.append(tuple(x.shape))
-        return hf_model(x).logits
 
-    list(hellaswag.predictions(model, data_dir=data_dir, batch_size=2))
-    lengths = sorted(hellaswag.render_example(record)[0].size(1) for record in records)
-    assert shapes == [(8, max(lengths[i:i + 2])) for i in range(0, len(lengths), 2)]
-
-
-def test_batch_size_must_be_positive(hf_model, data_dir):
+def test_batch_size_must_be_positive(gpt, data_dir):
     with pytest.raises(ValueError, match="batch_size must be >= 1 example, got 0"):
-        hellaswag.evaluate(lambda x: hf_model(x).logits, data_dir=data_dir, batch_size=0)
+        hellaswag.evaluate(gpt, data_dir=data_dir, batch_size=0)
     with pytest.raises(SystemExit, match="--batch_size must be a positive number of examples, got 0"):
         hellaswag.main(["-m", "gpt2", "-d", "cpu", "--data_dir", data_dir, "--batch_size", "0"])
 
@@ -272,8 +296,8 @@ def test_training_uses_the_same_batch_size_by_default(capsys):
     assert "--hellaswag_batch_size must be a positive number of examples, got 0" in capsys.readouterr().err
 
 
-def test_evaluate_matches_brute_force(hf_model, reference, records, data_dir):
-    model = lambda x: hf_model(x).logits
+def test_evaluate_matches_brute_force(gpt, reference, records, data_dir):
+    model = gpt
     assert hellaswag.evaluate(model, data_dir=data_dir) == reference_counts(reference, records)
     # Totals can agree by accident; check each example's outcome too. With world_size = number of examples,
     # rank i is dealt example i alone.
@@ -307,8 +331,8 @@ def test_main_dtype_is_train_gpt2s_choice(hf_dir, data_dir, capsys, dtype):
     assert capsys.readouterr().out.splitlines()[0] == f"HellaSwag val: {hf_dir} on cpu ({ran})"
 
 
-def test_ranks_deal_out_examples(hf_model, data_dir):
-    model = lambda x: hf_model(x).logits
+def test_ranks_deal_out_examples(gpt, data_dir):
+    model = gpt
     for limit in (None, 7):
         whole = hellaswag.evaluate(model, data_dir=data_dir, limit=limit)
         parts = [hellaswag.evaluate(model, data_dir=data_dir, limit=limit, rank=r, world_size=2) for r in (0, 1)]
@@ -317,9 +341,9 @@ def test_ranks_deal_out_examples(hf_model, data_dir):
         assert (parts[0][2], parts[1][2]) == ((n + 1) // 2, n // 2)  # examples 0, 2, 4, ... go to rank 0
 
 
-def test_smoke_bf16_autocast_on_cpu(hf_model, data_dir):
+def test_smoke_bf16_autocast_on_cpu(gpt, data_dir):
     # Smoke test only: bf16 may legitimately change a near-tie, so check it runs and counts every example.
-    counts = hellaswag.evaluate(lambda x: hf_model(x).logits, data_dir=data_dir, autocast_dtype=torch.bfloat16)
+    counts = hellaswag.evaluate(gpt, data_dir=data_dir, autocast_dtype=torch.bfloat16)
     assert counts[2] == len(RECORDS)
 
 
@@ -439,12 +463,12 @@ def test_checkpoint_matches_direct_evaluation(tmp_path, data_dir, capsys):
     path = tmp_path / "model_00010.pt"
     train_gpt2.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
 
-    correct, correct_norm, total = hellaswag.evaluate(lambda x: model(x)[0], data_dir=data_dir)
+    correct, correct_norm, total = hellaswag.evaluate(model, data_dir=data_dir)
     hellaswag.main(["-m", str(path), "-d", "cpu", "--data_dir", data_dir])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"{total} acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
     # Counts can agree by chance on a random model; the loaded model's logits cannot.
     loaded = hellaswag.load_model(str(path), "cpu")
-    tokens, _, _ = hellaswag.render_example(RECORDS[0])
+    tokens = hellaswag.render_example(RECORDS[0])[0][None]  # (1, L)
     with torch.no_grad():
-        torch.testing.assert_close(loaded(tokens), model(tokens)[0], rtol=0, atol=0)
+        torch.testing.assert_close(loaded(tokens)[0], model(tokens)[0], rtol=0, atol=0)
