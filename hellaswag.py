@@ -30,7 +30,8 @@ file in turn takes the model, the device choice and autocast from train_gpt2.py 
 inside the function that needs it, so the two never import each other in a circle).
 
 Numbers to expect on the full validation split (10,042 examples) with this scoring, as Karpathy's build-nanogpt
-reports them for its hellaswag.py (not rerun here: the sessions that wrote this had no network):
+reports them for its hellaswag.py, in float32 (--dtype float32; not rerun here: the sessions that wrote this
+had no network):
     gpt2     (124M)   acc 0.2859   acc_norm 0.2955
     gpt2-xl  (1558M)  acc 0.3842   acc_norm 0.4893
 For comparison, EleutherAI's lm-evaluation-harness reports acc 0.2892, acc_norm 0.3114 for gpt2: its acc_norm
@@ -328,10 +329,10 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=int, default=BATCH_SIZE,
                         help=f"examples per forward pass, 4 rows each; lower it if the device runs out of memory "
                              f"(default: {BATCH_SIZE})")
-    parser.add_argument("--dtype", default="float32", choices=("auto", "float32", "bfloat16"),
-                        help="bfloat16 runs the model under autocast: faster on GPUs and on CPUs with bf16 "
-                             "instructions, but a near-tie may go the other way, so the numbers above are float32's; "
-                             "auto picks bfloat16 where it is fast, as train_gpt2.py does (default: float32)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="auto runs the model under bfloat16 autocast where that is fast (GPUs, CPUs with bf16 "
+                             "instructions), as train_gpt2.py does, and in float32 elsewhere. A near-tie may go the "
+                             "other way in bfloat16: the numbers above are float32's (default: auto)")
     args = parser.parse_args(argv)
     device, device_type = pick_device(args.device)
     autocast_dtype = pick_autocast_dtype(args.dtype, device_type)

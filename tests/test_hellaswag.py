@@ -308,7 +308,7 @@ def test_evaluate_matches_brute_force(gpt, reference, records, data_dir):
 
 
 def test_main_prints_brute_force_accuracies(hf_dir, reference, records, data_dir, capsys):
-    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir])
+    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--dtype", "float32"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     correct, correct_norm, total = reference_counts(reference, records)
     assert last == f"{total} acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
@@ -316,18 +316,21 @@ def test_main_prints_brute_force_accuracies(hf_dir, reference, records, data_dir
 
 def test_main_limit(hf_dir, reference, records, data_dir, capsys):
     # --batch_size 2 with --limit 3: a full batch and a partial one.
-    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "3", "--batch_size", "2"])
+    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "3", "--batch_size", "2",
+                    "--dtype", "float32"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     correct, correct_norm, total = reference_counts(reference, records, 3)
     assert last == f"3 acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
 
 
-@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "auto"])
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "auto", None])
 def test_main_dtype_is_train_gpt2s_choice(hf_dir, data_dir, capsys, dtype):
-    # auto resolves as in training: bfloat16 only on CPUs with bf16 instructions. The header names what ran.
+    # auto, the default (None: no flag), resolves as in training: bfloat16 only on CPUs with bf16 instructions. The
+    # header names what ran.
     import train_gpt2
-    ran = "float32" if train_gpt2.pick_autocast_dtype(dtype, "cpu") is None else "bfloat16"
-    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "1", "--dtype", dtype])
+    ran = "float32" if train_gpt2.pick_autocast_dtype(dtype or "auto", "cpu") is None else "bfloat16"
+    flag = ["--dtype", dtype] if dtype else []
+    hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "1", *flag])
     assert capsys.readouterr().out.splitlines()[0] == f"HellaSwag val: {hf_dir} on cpu ({ran})"
 
 
@@ -464,7 +467,7 @@ def test_checkpoint_matches_direct_evaluation(tmp_path, data_dir, capsys):
     train_gpt2.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
 
     correct, correct_norm, total = hellaswag.evaluate(model, data_dir=data_dir)
-    hellaswag.main(["-m", str(path), "-d", "cpu", "--data_dir", data_dir])
+    hellaswag.main(["-m", str(path), "-d", "cpu", "--data_dir", data_dir, "--dtype", "float32"])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert last == f"{total} acc: {correct / total:.4f} acc_norm: {correct_norm / total:.4f}"
     # Counts can agree by chance on a random model; the loaded model's logits cannot.
