@@ -1,7 +1,12 @@
 """Exact resume: a run stopped after its checkpoint at step 3 and resumed with --resume ends exactly where the same
-run straight through ends: the same per-step losses, the same log.txt, the same final weights."""
+run straight through ends: the same per-step losses, the same log.txt, the same final weights. The stop is simulated
+in-process, and also done for real: a training process killed with SIGKILL, resumed by a new process."""
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 import torch
@@ -54,3 +59,40 @@ def test_resume_with_another_batch_size_is_refused(straight, shakespeare, tmp_pa
     with pytest.raises(SystemExit, match="that run had --total_batch_size 128, this one 256"):
         train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *TINY,
                          "--resume", str(straight / "model_00003.pt"), "--total_batch_size", "256"])
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_run_killed_with_sigkill_resumes_in_a_new_process_to_the_straight_run(shakespeare, tmp_path):
+    # SIGKILL gives the run no chance to clean up: whatever it was doing (a step, an evaluation, a checkpoint being
+    # written) stops mid-way. A new process, which starts with fresh RNGs and nothing in memory, resumes from the
+    # newest checkpoint on disk. 60 steps with checkpoints every 20 leave time to kill it between step 21 and the end.
+    args = ["--data", shakespeare, *TINY, "--max_steps", "60", "--checkpoint_interval", "20"]
+    killed = tmp_path / "killed"
+    command = [sys.executable, os.path.join(ROOT, "train_gpt2.py"), "--log_dir", str(killed), *args]
+    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 300
+    while run.poll() is None and time.monotonic() < deadline:
+        # "21 train" is logged after the checkpoint at step 20 and one more step: the kill lands after a
+        # checkpoint, with log lines past it that the resumed run must drop and redo.
+        if os.path.exists(killed / "log.txt") and "\n21 train" in read(killed / "log.txt"):
+            run.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.005)
+    _, stderr = run.communicate(timeout=60)
+    assert run.returncode == -signal.SIGKILL, f"the run ended before it was killed (rc {run.returncode}): {stderr}"
+    assert not os.path.exists(killed / "model_00060.pt")
+
+    resumed = subprocess.run([*command, "--resume", "auto"], cwd=tmp_path, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resum" in resumed.stdout.lower()
+
+    straight_dir = tmp_path / "straight"
+    train_gpt2.main(["--log_dir", str(straight_dir), *args])  # the reference: one run, in this process
+    assert read(killed / "log.txt") == read(straight_dir / "log.txt")
+    a = torch.load(straight_dir / "model_00060.pt", weights_only=True)
+    b = torch.load(killed / "model_00060.pt", weights_only=True)
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
