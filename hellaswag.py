@@ -150,7 +150,7 @@ def render_example(example):
       segment  -1 over the context, i over ending i (LongTensor);
       label    int, the index of the right ending.
     The lecture puts context + ending i in row i, which runs the context 4 times; in one row, with the mask of
-    attention_mask(), it runs once. The rows are a third as long (about 140 tokens against 4 x 86).
+    attention_mask(), it runs once. An example is 40% as many tokens (about 140 against 4 x 86).
     """
     enc = tiktoken.get_encoding("gpt2")  # tiktoken builds it once per process and caches it
     # encode_ordinary: plain text, so a literal "<|endoftext|>" in the data could never become the special token.
@@ -170,6 +170,7 @@ def render_example(example):
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Scoring
+
 
 def collate(rendered):
     """
