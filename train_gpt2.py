@@ -632,11 +632,17 @@ class Log:
         self.path = os.path.join(log_dir, "log.txt")
         kept = []
         if resume_step is not None and os.path.exists(self.path):
-            with open(self.path) as f:
+            with open(self.path, errors="replace") as f:
                 for line in f:
-                    step, kind = line.split()[:2]
-                    if int(step) < resume_step or (int(step) == resume_step and kind != "train"):
-                        kept.append(line)
+                    fields = line.split()
+                    # Every line is "{step} {kind} {value}". A machine that loses power (a preempted cloud GPU) can
+                    # leave the last line cut short or the file's tail filled with zero bytes: such remnants come
+                    # after the checkpoint, like every line the resumed run redoes, and are dropped with them.
+                    if len(fields) != 3 or not fields[0].isdigit():
+                        continue
+                    step, kind = int(fields[0]), fields[1]
+                    if step < resume_step or (step == resume_step and kind != "train"):
+                        kept.append(line if line.endswith("\n") else line + "\n")
         with open(self.path + ".tmp", "w") as f:
             f.writelines(kept)
         os.replace(self.path + ".tmp", self.path)

@@ -31,12 +31,15 @@ def straight(tmp_path_factory, shakespeare):
     return log_dir
 
 
-def test_stop_and_resume_gives_the_straight_run(straight, shakespeare, tmp_path):
+# What a machine that lost power can leave at the end of the log: a line cut short (in its kind, or in its step
+# number, which then reads as an earlier step) or a tail of zero bytes.
+@pytest.mark.parametrize("tail", ["", "5 tra", "1", "\0" * 64], ids=["clean", "cut-kind", "cut-step", "zeros"])
+def test_stop_and_resume_gives_the_straight_run(straight, shakespeare, tmp_path, tail):
     # The killed run: its checkpoint at step 3, and a log that went on past it (steps 3 and 4 trained, then killed).
     shutil.copy(straight / "model_00003.pt", tmp_path)
     lines = read(straight / "log.txt").splitlines(keepends=True)
     killed_at = next(i for i, line in enumerate(lines) if line.startswith("5 train"))
-    (tmp_path / "log.txt").write_text("".join(lines[:killed_at]))
+    (tmp_path / "log.txt").write_text("".join(lines[:killed_at]) + tail)
 
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), "--resume", "auto", *TINY])
 
