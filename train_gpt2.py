@@ -592,7 +592,8 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
     """Write what it takes to use the model again (weights, shape), what says how it was made (step, val loss, the
     run's arguments) and, given the optimizer and the data loader, what it takes to continue the run exactly (their
     state and the RNG states). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written
-    to a temporary name and renamed: a crash while writing never leaves a file that looks whole."""
+    to a temporary name, synced to the disk and renamed: a crash or a power loss while writing never leaves a file
+    that looks whole."""
     checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
                   "args": vars(args)}
     if optimizer is not None:
@@ -602,7 +603,12 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
         if torch.cuda.is_available():
             checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
     tmp = path + ".tmp"
-    torch.save(checkpoint, tmp)
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        # On the disk before it gets its name: otherwise a power loss can keep the rename but not all of the data,
+        # and leave a model_STEP.pt that looks whole and is not.
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
 
 

@@ -118,14 +118,38 @@ def test_a_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     before = path.read_bytes()
 
     def crash(obj, f):
-        with open(f, "wb") as out:
-            out.write(b"half a file")
+        f.write(b"half a file")
         raise OSError("No space left on device")
     monkeypatch.setattr(train_gpt2.torch, "save", crash)
     with pytest.raises(OSError):
         train_gpt2.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
     assert path.read_bytes() == before  # the file that looks whole is whole
     assert train_gpt2.latest_checkpoint(str(tmp_path)) == str(path)  # a .tmp is never taken for a checkpoint
+
+
+def test_a_checkpoint_reaches_the_disk_before_it_gets_its_name(tmp_path, monkeypatch):
+    # After a power loss the rename can survive while data not yet synced does not; so the data is synced first.
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        # Which file: on Linux, /proc names the file behind a descriptor.
+        events.append(("fsync", os.path.realpath(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", os.path.realpath(src)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(train_gpt2.os, "fsync", fsync)
+    monkeypatch.setattr(train_gpt2.os, "replace", replace)
+    path = tmp_path / "model_00001.pt"
+    small_checkpoint(path)
+    tmp = os.path.realpath(f"{path}.tmp")
+    expected = [("fsync", tmp), ("replace", tmp)] if os.path.isdir("/proc/self/fd") else None
+    assert [kind for kind, _ in events] == ["fsync", "replace"]
+    assert expected is None or events == expected
+    assert GPT.from_checkpoint(str(path))[1]["step"] == 1
 
 
 # --- numerics -------------------------------------------------------------------------------------------------------
