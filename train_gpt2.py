@@ -272,10 +272,22 @@ class GPT(nn.Module):
     @classmethod
     def load(cls, name_or_path):
         """A trained model from anywhere this project reads one: a model_STEP.pt checkpoint of this script, an
-        OpenAI model name or a directory written by GPT2LMHeadModel.save_pretrained."""
+        OpenAI model name or a directory written by GPT2LMHeadModel.save_pretrained. The command lines call this:
+        what cannot be loaded ends the program with a message saying so, not with a traceback from transformers."""
         if name_or_path.endswith(".pt"):
             return cls.from_checkpoint(name_or_path)[0]
-        return cls.from_pretrained(name_or_path)
+        try:
+            return cls.from_pretrained(name_or_path)
+        except ValueError as e:  # ours: an unknown name, or a checkpoint that is not GPT-2's
+            raise SystemExit(str(e)) from None
+        except Exception as e:  # transformers': no network, no weights in the directory, a damaged file, ...
+            if name_or_path in cls.OPENAI_MODELS:
+                what = ("could not get OpenAI's weights from the Hugging Face hub; it needs the network the first "
+                        "time, then reads its cache")
+            else:
+                what = "could not be read as a directory written by GPT2LMHeadModel.save_pretrained"
+            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+            raise SystemExit(f"{name_or_path}: {what} ({type(e).__name__}: {reason})") from None
 
     # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
     # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.

@@ -152,6 +152,28 @@ def test_a_checkpoint_reaches_the_disk_before_it_gets_its_name(tmp_path, monkeyp
     assert GPT.from_checkpoint(str(path))[1]["step"] == 1
 
 
+def test_a_model_that_cannot_be_loaded_fails_clearly(tmp_path, monkeypatch, capsys):
+    # GPT.load is what train_gpt2.py --init_from, sample.py and hellaswag.py -m call.
+    with pytest.raises(SystemExit, match="unknown model 'gpt3': use one of gpt2, "):
+        GPT.load("gpt3")
+    # A directory with no model in it, through the command lines that take one.
+    not_a_model = r"could not be read as a directory written by GPT2LMHeadModel\.save_pretrained \(OSError: "
+    with pytest.raises(SystemExit, match=not_a_model):
+        train_gpt2.main(["--init_from", str(tmp_path), "--max_steps", "0", "--device", "cpu"])
+    import sample
+    with pytest.raises(SystemExit, match=not_a_model):
+        sample.main(["--init_from", str(tmp_path), "--device", "cpu"])
+    # An OpenAI name with no network and no cache. Simulated: where the network is up, the test must not download.
+    import transformers
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection.")
+    monkeypatch.setattr(transformers.GPT2LMHeadModel, "from_pretrained", offline)
+    with pytest.raises(SystemExit, match=r"gpt2: could not get OpenAI's weights from the Hugging Face hub; it needs "
+                                         r"the network the first time.*\(OSError: We couldn't connect .*files\.\)$"):
+        GPT.load("gpt2")
+
+
 # --- numerics -------------------------------------------------------------------------------------------------------
 
 def test_a_nonfinite_loss_stops_the_run_and_keeps_the_checkpoints(shakespeare, tmp_path):
