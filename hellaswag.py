@@ -164,8 +164,8 @@ def render_example(example):
         tokens += end_tokens
         pos += range(len(ctx_tokens), len(ctx_tokens) + len(end_tokens))
         segment += [i] * len(end_tokens)
-    as_tensor = lambda values: torch.tensor(values, dtype=torch.long)  # noqa: E731
-    return as_tensor(tokens), as_tensor(pos), as_tensor(segment), example["label"]
+    tokens, pos, segment = torch.tensor([tokens, pos, segment], dtype=torch.long)  # the 3 rows of a (3, L) tensor
+    return tokens, pos, segment, example["label"]
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -178,10 +178,12 @@ def collate(rendered):
     (N, L), row i being example i, right-padded up to the longest row with token 0, position 0 and segment PADDING;
     and the N labels.
     """
-    L = max(tokens.size(0) for tokens, _, _, _ in rendered)
-    tokens, pos, segment = (torch.stack([F.pad(example[k], (0, L - example[k].size(0)), value=fill)
-                                         for example in rendered]) for k, fill in ((0, 0), (1, 0), (2, PADDING)))
-    return tokens, pos, segment, [label for _, _, _, label in rendered]
+    L = max(tokens.size(0) for tokens, *_ in rendered)
+
+    def stack(k, fill):  # field k of every example, right-padded with fill to length L: (N, L)
+        return torch.stack([F.pad(example[k], (0, L - example[k].size(0)), value=fill) for example in rendered])
+
+    return stack(0, 0), stack(1, 0), stack(2, PADDING), [label for *_, label in rendered]
 
 
 def attention_mask(segment):
