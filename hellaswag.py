@@ -26,8 +26,8 @@ alone (render_example, attention_mask). The output head, a third of the forward 
 positions whose prediction is scored. Each example then costs about a third of the FLOPs of 4 separate rows, and
 the picks are the same, up to float rounding. --batch_size examples (16 by default) share a forward pass.
 The training loop in train_gpt2.py imports evaluate() from here, so there is one copy of this scoring code; this
-file in turn takes the model, the device choice and autocast from train_gpt2.py (which imports this module only
-inside the function that needs it, so the two never import each other in a circle).
+file in turn takes the model from train_gpt2.py and the device choice and autocast from plumbing.py (train_gpt2.py
+imports this module only inside the function that needs it, so the two never import each other in a circle).
 
 Numbers to expect on the full validation split (10,042 examples) with this scoring, as Karpathy's build-nanogpt
 reports them for its hellaswag.py, in float32 (--dtype float32; not rerun here: the sessions that wrote this
@@ -50,7 +50,8 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from train_gpt2 import GPT, autocast, pick_autocast_dtype, pick_device
+from plumbing import autocast, command_line, pick_autocast_dtype, pick_device
+from train_gpt2 import GPT
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
@@ -316,6 +317,7 @@ def load_model(name_or_path, device):
 # Main
 
 
+@command_line
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Evaluate a GPT-2 style model on HellaSwag (completion style).")
     parser.add_argument("-m", "--model", default="gpt2",

@@ -14,9 +14,11 @@ import time
 
 import tiktoken
 
-from train_gpt2 import GPT, pick_device, sample, synchronize
+from plumbing import command_line, pick_device, synchronize
+from train_gpt2 import GPT, sample
 
 
+@command_line
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Sample from a GPT-2 model.")
     parser.add_argument("--init_from", default="gpt2",

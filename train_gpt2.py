@@ -1,7 +1,8 @@
 """
 GPT-2 (124M) from scratch, in one file: the model, the data loader, the learning-rate schedule and the training loop.
 
-Read it top to bottom: model -> data -> evaluation -> main().
+Read it top to bottom: model -> data -> evaluation -> main(). What is not the recipe (checkpoint files, resume,
+input checks, device probes, presets) is in plumbing.py.
 """
 import argparse
 import contextlib
@@ -9,10 +10,8 @@ import hashlib
 import inspect
 import math
 import os
-import sys
 import time
-import urllib.request
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import tiktoken
@@ -21,6 +20,8 @@ import torch.distributed as dist
 import torch.nn as nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
+
+import plumbing
 
 # Shape letters used in the comments below: B batch, T time (sequence position), C channels (n_embd),
 # nh number of heads, hs head size (C // nh), V vocabulary size.
@@ -247,47 +248,21 @@ class GPT(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path):
-        """A model saved by save_checkpoint(), and the checkpoint's other contents (step, val_loss, args).
-        weights_only=True: the file can only hold tensors and plain data, so loading one cannot run code."""
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            raise SystemExit(f"{path}: no such checkpoint")
-        except Exception as e:  # truncated, corrupted, or not a torch file: torch's own error is deep and long
-            raise SystemExit(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}); it may be "
-                             "truncated or damaged: use an earlier checkpoint")
-        if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
-            raise SystemExit(f"{path}: not a checkpoint of train_gpt2.py (no 'model' and 'config' in it)")
+        """A model saved by plumbing.save_checkpoint(), and the checkpoint's other contents (step, val_loss, args)."""
+        checkpoint = plumbing.read_checkpoint(path)
         model = cls(GPTConfig(**checkpoint["config"]))
-        expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-        found = {k: tuple(v.shape) for k, v in checkpoint["model"].items()}
-        if expected != found:
-            diff = [f"{k}: {found.get(k, 'missing')} in the file, {expected.get(k, 'none')} in the model"
-                    for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
-            raise SystemExit(f"{path}: its weights do not fit its config {checkpoint['config']}: "
-                             + "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else ""))
+        plumbing.check_weights_fit(path, checkpoint["config"], model.state_dict(), checkpoint["model"])
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint
 
     @classmethod
     def load(cls, name_or_path):
         """A trained model from anywhere this project reads one: a model_STEP.pt checkpoint of this script, an
-        OpenAI model name or a directory written by GPT2LMHeadModel.save_pretrained. The command lines call this:
-        what cannot be loaded ends the program with a message saying so, not with a traceback from transformers."""
+        OpenAI model name or a directory written by GPT2LMHeadModel.save_pretrained. What cannot be loaded raises a
+        plumbing.InputError (a ValueError) that says why."""
         if name_or_path.endswith(".pt"):
             return cls.from_checkpoint(name_or_path)[0]
-        try:
-            return cls.from_pretrained(name_or_path)
-        except ValueError as e:  # ours: an unknown name, or a checkpoint that is not GPT-2's
-            raise SystemExit(str(e)) from None
-        except Exception as e:  # transformers': no network, no weights in the directory, a damaged file, ...
-            if name_or_path in cls.OPENAI_MODELS:
-                what = ("could not get OpenAI's weights from the Hugging Face hub; it needs the network the first "
-                        "time, then reads its cache")
-            else:
-                what = "could not be read as a directory written by GPT2LMHeadModel.save_pretrained"
-            reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-            raise SystemExit(f"{name_or_path}: {what} ({type(e).__name__}: {reason})") from None
+        return cls.from_pretrained(name_or_path)
 
     # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
     # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
@@ -300,11 +275,14 @@ class GPT(nn.Module):
         transformers' GPT2LMHeadModel.save_pretrained, in our module tree. The shape comes from the checkpoint's
         config."""
         if name_or_path not in cls.OPENAI_MODELS and not os.path.isdir(name_or_path):
-            raise ValueError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or a "
-                             "directory written by GPT2LMHeadModel.save_pretrained")
+            raise plumbing.InputError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or "
+                                      "a directory written by GPT2LMHeadModel.save_pretrained")
         from transformers import GPT2LMHeadModel  # imported here: training from scratch does not need transformers
 
-        hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
+        try:
+            hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
+        except Exception as e:  # no network, no weights in the directory, a damaged file, ...
+            raise plumbing.hf_load_error(name_or_path, e, cls.OPENAI_MODELS) from None
         hf = hf_model.config
         config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
                            n_head=hf.n_head, n_embd=hf.n_embd)
@@ -313,8 +291,8 @@ class GPT(nn.Module):
         # The HF model also carries the attention mask as a buffer in older versions; it is not a weight.
         sd_hf = {k: v for k, v in hf_model.state_dict().items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         if set(sd) != set(sd_hf):
-            raise ValueError(f"{name_or_path}: not a GPT-2 checkpoint; missing {sorted(set(sd) - set(sd_hf))}, "
-                             f"unexpected {sorted(set(sd_hf) - set(sd))}")
+            raise plumbing.InputError(f"{name_or_path}: not a GPT-2 checkpoint; missing "
+                                      f"{sorted(set(sd) - set(sd_hf))}, unexpected {sorted(set(sd_hf) - set(sd))}")
         with torch.no_grad():
             for name, tensor in sd_hf.items():
                 if name.endswith(cls.CONV1D_WEIGHTS):
@@ -327,78 +305,10 @@ class GPT(nn.Module):
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
 
-# Tiny Shakespeare, the char-rnn corpus (1,115,394 bytes); fetched on first use, never committed.
-TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
-TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
-
-
-def sha256_of(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def fetch_tiny_shakespeare(path="input.txt"):
-    """Make sure `path` holds tiny Shakespeare: download it if missing, and check its sha256 either way.
-
-    The download goes to a temporary name and is renamed only once its checksum is right, so a failed or tampered
-    download never leaves a file that a later run would take for the real one."""
-    if not os.path.exists(path):
-        tmp = path + ".tmp"
-        print(f"downloading tiny Shakespeare to {path}")
-        try:
-            with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=60) as response, open(tmp, "wb") as f:
-                f.write(response.read())
-        except OSError as e:
-            if os.path.exists(tmp):
-                os.remove(tmp)
-            raise SystemExit(f"could not download tiny Shakespeare from {TINY_SHAKESPEARE_URL} ({e}); "
-                             f"download it by hand to {path}, or pass --data with a text file of your own")
-        if sha256_of(tmp) != TINY_SHAKESPEARE_SHA256:
-            os.remove(tmp)
-            raise SystemExit(f"the file downloaded from {TINY_SHAKESPEARE_URL} has the wrong sha256 "
-                             f"(expected {TINY_SHAKESPEARE_SHA256}); nothing was kept, try again later")
-        os.replace(tmp, path)
-    elif sha256_of(path) != TINY_SHAKESPEARE_SHA256:
-        raise SystemExit(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
-                         "to download it again, or, if it is your own text, give it another name and pass --data")
-
-
 def load_tokens(path):
-    """The GPT-2 tokens of a text file, as a 1-D LongTensor. A file named input.txt is tiny Shakespeare: fetched on
-    first use and checked."""
-    if os.path.basename(path) == "input.txt":
-        fetch_tiny_shakespeare(path)
-    if not os.path.isfile(path):
-        raise SystemExit(f"--data {path}: no such file or shard directory; run 'python fineweb.py' to make the "
-                         "FineWeb-Edu shards in edu_fineweb10B/, or pass --data input.txt")
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError:
-        raise SystemExit(f"--data {path}: not UTF-8 text (a binary file?); pass a text file, or a directory of "
-                         "shards written by fineweb.py")
-    enc = tiktoken.get_encoding("gpt2")
-    return torch.tensor(enc.encode_ordinary(text), dtype=torch.long)
-
-
-def open_shard(path, mmap_mode=None):
-    """A shard written by fineweb.py as a numpy array of uint16 token ids (mmap_mode="r": only its header is read
-    now), or a clear error saying how to mend it."""
-    try:
-        tokens = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as e:  # truncated, or not a .npy file at all
-        raise SystemExit(f"{path}: not a readable .npy shard ({e}); delete it and run 'python fineweb.py' again "
-                         "(it rewrites only the missing shards)")
-    if tokens.dtype != np.uint16 or tokens.ndim != 1:
-        raise SystemExit(f"{path}: a shard holds a 1-D array of uint16 token ids, this file holds {tokens.dtype} "
-                         f"of shape {tokens.shape}; write the shards with 'python fineweb.py'")
-    return tokens
-
-
-def load_shard(path):
-    """One shard as a LongTensor: uint16 -> int32 in numpy (torch has no uint16 ops worth using), then the int64
-    that embeddings index with."""
-    return torch.from_numpy(open_shard(path).astype(np.int32)).long()
+    """One shard written by fineweb.py as a LongTensor: uint16 -> int32 in numpy (torch has few uint16 ops), then the
+    int64 that embeddings index with."""
+    return torch.from_numpy(plumbing.open_shard(path).astype(np.int32)).long()
 
 
 class DataLoaderLite:
@@ -420,22 +330,15 @@ class DataLoaderLite:
         self.rank, self.world_size = rank, world_size
         self.shuffle, self.seed = shuffle, seed
         if os.path.isdir(data):
-            names = sorted(f for f in os.listdir(data) if f"_{split}_" in f and f.endswith(".npy"))
-            if not names:
-                raise SystemExit(f"no shards matching '{split}' in {data}/: run 'python fineweb.py' first, or pass "
-                                 "--data input.txt")
-            self.shards = [os.path.join(data, name) for name in names]
-            total = sum(len(open_shard(path, mmap_mode="r")) for path in self.shards)  # reads headers only
+            self.shards = plumbing.shard_paths(data, split)
+            total = sum(len(plumbing.open_shard(path, mmap_mode="r")) for path in self.shards)  # headers only
         else:
-            tokens = load_tokens(data)
+            enc = tiktoken.get_encoding("gpt2")
+            tokens = torch.tensor(enc.encode_ordinary(plumbing.read_text(data)), dtype=torch.long)
             n_val = len(tokens) // 10
             self.shards = [tokens[:-n_val] if split == "train" else tokens[-n_val:]]  # one in-memory "shard"
             total = len(self.shards[0])
-        needed = B * T * world_size + 1
-        if total < needed:
-            raise SystemExit(f"the {split} split of {data} holds {total:,} tokens, fewer than one batch of every "
-                             f"process needs (B * T * processes + 1 = {needed:,}); use a smaller --batch_size or "
-                             "--seq_len, or more data")
+        plumbing.check_enough_tokens(total, B * T * world_size + 1, split, data)
         self.reset()
 
     def generator(self, *key):
@@ -449,12 +352,8 @@ class DataLoaderLite:
         epoch, and a shard's documents (each opens with <|endoftext|>) in an order drawn for that shard and epoch."""
         i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
         shard = self.shards[i]
-        tokens = load_shard(shard) if isinstance(shard, str) else shard
-        if self.vocab_size is not None and len(tokens) and tokens.max().item() >= self.vocab_size:
-            where = shard if isinstance(shard, str) else "the data"
-            raise SystemExit(f"{where} holds token id {tokens.max().item()}, past the model's vocabulary of "
-                             f"{self.vocab_size}: these tokens were not made with GPT-2's tokenizer, or the "
-                             "model's --vocab_size is too small")
+        tokens = load_tokens(shard) if isinstance(shard, str) else shard
+        plumbing.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
         if self.shuffle:
             starts = (tokens == EOT_TOKEN).nonzero().flatten().tolist()
             bounds = sorted({0, *starts, len(tokens)})  # a piece of a document split off the shard before: a document
@@ -524,12 +423,8 @@ def get_lr(step, max_lr, min_lr, warmup_steps, max_steps):
 
 def grad_accum_steps_for(total_batch_size, B, T, world_size):
     """How many micro-batches of B x T tokens each of world_size processes runs per optimizer step."""
-    per_micro_step = B * T * world_size
-    if total_batch_size % per_micro_step != 0:
-        raise SystemExit(f"--total_batch_size {total_batch_size:,} is not a multiple of batch_size * seq_len * "
-                         f"processes = {B} * {T} * {world_size} = {per_micro_step:,}: set --total_batch_size to a "
-                         f"multiple of {per_micro_step:,}, or change --batch_size / --seq_len")
-    return total_batch_size // per_micro_step
+    plumbing.check_total_batch(total_batch_size, B, T, world_size)
+    return total_batch_size // (B * T * world_size)
 
 
 def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_dtype):
@@ -543,7 +438,7 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
         # once per micro-step: no_sync() skips it until the last micro-step, whose backward averages the sums.
         last = micro_step == grad_accum_steps - 1
         with model.no_sync() if isinstance(model, DDP) and not last else contextlib.nullcontext():
-            with autocast(device_type, amp_dtype):
+            with plumbing.autocast(device_type, amp_dtype):
                 _, loss = model(x, y)
             # Each micro-step's loss is divided by grad_accum_steps: backward() *adds* into .grad, and we want the
             # gradient of the mean over the whole batch, not of the sum of the micro-batch means.
@@ -569,7 +464,7 @@ def val_loss(model, loader, steps, device, device_type, amp_dtype, ddp=False, ra
         x, y = loader.next_batch()
         if i % world_size != rank:
             continue
-        with autocast(device_type, amp_dtype):
+        with plumbing.autocast(device_type, amp_dtype):
             _, loss = model(x.to(device), y.to(device))
         total += torch.stack((loss.float(), torch.ones((), device=device)))
     if ddp:
@@ -600,77 +495,6 @@ def all_reduce_mean(t, ddp, world_size):
     return t
 
 
-def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None):
-    """Write what it takes to use the model again (weights, shape), what says how it was made (step, val loss, the
-    run's arguments) and, given the optimizer and the data loader, what it takes to continue the run exactly (their
-    state and the RNG states). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written
-    to a temporary name, synced to the disk and renamed: a crash or a power loss while writing never leaves a file
-    that looks whole."""
-    checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
-                  "args": vars(args)}
-    if optimizer is not None:
-        checkpoint["optimizer"] = optimizer.state_dict()
-        checkpoint["train_loader"] = train_loader.state_dict()
-        checkpoint["rng"] = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        # On the disk before it gets its name: otherwise a power loss can keep the rename but not all of the data,
-        # and leave a model_STEP.pt that looks whole and is not.
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def nonfinite_message(step, what, args):
-    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {args.log_dir}/ are all "
-            "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
-            "help), or pass --skip_nonfinite to skip such steps instead of stopping")
-
-
-def latest_checkpoint(log_dir):
-    """The checkpoint of log_dir with the highest step, or None."""
-    names = sorted(f for f in os.listdir(log_dir) if f.startswith("model_") and f.endswith(".pt")) \
-        if os.path.isdir(log_dir) else []
-    return os.path.join(log_dir, names[-1]) if names else None  # zero-padded steps sort as numbers
-
-
-class Log:
-    """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...). Each line is appended
-    and flushed at once, so a crash loses at most the line being written.
-
-    A new run starts an empty log. A run resumed at step S keeps what came before S and the evaluations of S itself
-    (they were logged just before the checkpoint was saved) and drops the rest, which the killed run wrote after its
-    checkpoint and the resumed run is about to redo."""
-
-    def __init__(self, log_dir, resume_step=None):
-        os.makedirs(log_dir, exist_ok=True)
-        self.path = os.path.join(log_dir, "log.txt")
-        kept = []
-        if resume_step is not None and os.path.exists(self.path):
-            with open(self.path, errors="replace") as f:
-                for line in f:
-                    fields = line.split()
-                    # Every line is "{step} {kind} {value}". A machine that loses power (a preempted cloud GPU) can
-                    # leave the last line cut short or the file's tail filled with zero bytes: such remnants come
-                    # after the checkpoint, like every line the resumed run redoes, and are dropped with them.
-                    if len(fields) != 3 or not fields[0].isdigit():
-                        continue
-                    step, kind = int(fields[0]), fields[1]
-                    if step < resume_step or (step == resume_step and kind != "train"):
-                        kept.append(line if line.endswith("\n") else line + "\n")
-        with open(self.path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(self.path + ".tmp", self.path)
-
-    def write(self, line):
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
-            f.flush()
-
-
 def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50, temperature=1.0, use_cache=True):
     """num_samples continuations of prompt, as strings, reproducible for a given seed. An empty prompt starts from
     <|endoftext|>, the token that opens every document the model was trained on."""
@@ -685,91 +509,6 @@ def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=
 # ----------------------------------------------------------------------------------------------------------------------
 # Main
 
-# Dense bf16 peaks from NVIDIA's datasheets, in FLOP/s. MFU is reported only for devices listed here: a wrong peak
-# would make a wrong MFU look precise.
-PEAK_BF16_FLOPS = {"A100": 312e12, "H100": 989e12}
-
-
-def peak_flops(device_type):
-    if device_type != "cuda":
-        return None
-    name = torch.cuda.get_device_name()
-    if "H100" in name and ("PCIe" in name or "NVL" in name):
-        return None  # the datasheet figure above is the SXM part's; these variants peak lower
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
-
-
-def pick_autocast_dtype(requested, device_type):
-    """The dtype that matmuls run in under autocast, or None for plain float32."""
-    if requested != "auto":
-        return {"float32": None, "bfloat16": torch.bfloat16}[requested]
-    if device_type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
-    if device_type == "cpu":
-        # bf16 pays off only where the CPU has bf16 instructions (AVX512-BF16, AMX); elsewhere it is emulated and
-        # slower than fp32. Measured on an AMD EPYC with AVX512-BF16: BENCHMARKS.md.
-        has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
-        has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-        return torch.bfloat16 if has_bf16 or has_amx else None
-    return None  # mps: keep float32
-
-
-def autocast(device_type, dtype):
-    """Mixed precision for the forward pass and the loss: matmuls in dtype, precision-sensitive ops (softmax,
-    LayerNorm, the loss) kept in float32 by autocast itself. Parameters and gradients stay float32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device_type, dtype=dtype)
-
-
-def synchronize(device_type):
-    """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
-    if device_type == "cuda":
-        torch.cuda.synchronize()
-    elif device_type == "mps":
-        torch.mps.synchronize()
-
-
-def pick_device(requested="auto"):
-    """The device to run on and its type ("cuda", "mps" or "cpu"): the fastest one present unless one is asked for."""
-    if requested == "auto":
-        if torch.cuda.is_available():
-            requested = "cuda"
-        elif hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
-            requested = "mps"  # Apple silicon GPU
-        else:
-            requested = "cpu"
-    device_type = requested.split(":")[0]
-    if device_type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {requested}: this machine has no CUDA GPU (or torch was installed without CUDA); "
-                         "use --device cpu, or leave --device out to pick the best device present")
-    if device_type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise SystemExit(f"--device {requested}: MPS is not available here; use --device cpu")
-    if device_type not in ("cuda", "mps", "cpu"):
-        raise SystemExit(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
-    return requested, device_type
-
-
-# Model presets: shape and the recipe that goes with it. The GPT-3 rows are the GPT-3 paper's table 2.1 (context
-# 2048). The GPT-2 rows take OpenAI's GPT-2 shapes (context 1024) and the batch and learning rate of the GPT-3 model
-# of nearest size, since the GPT-2 paper does not give them per size.
-#          name: (n_layer, n_head, n_embd, context, total_batch_size, max_lr)
-MODEL_PRESETS = {
-    "gpt2": (12, 12, 768, 1024, 2**19, 6e-4),  # 124M
-    "gpt2-medium": (24, 16, 1024, 1024, 2**19, 3e-4),  # 350M
-    "gpt2-large": (36, 20, 1280, 1024, 2**19, 2.5e-4),  # 774M
-    "gpt2-xl": (48, 25, 1600, 1024, 2**20, 2e-4),  # 1558M
-    "gpt3-small": (12, 12, 768, 2048, 2**19, 6e-4),  # 125M
-    "gpt3-medium": (24, 16, 1024, 2048, 2**19, 3e-4),  # 350M
-    "gpt3-large": (24, 16, 1536, 2048, 2**19, 2.5e-4),  # 760M
-    # The table gives GPT-3 XL 24 heads of 128 channels, which is 3072, not its d_model of 2048; we keep the head
-    # size of 128 and d_model 2048, so 16 heads.
-    "gpt3-xl": (24, 16, 2048, 2048, 2**20, 2e-4),  # 1.3B
-}
-WARMUP_TOKENS = 375e6  # GPT-3 paper, appendix B: linear warmup over the first 375M tokens
-TRAIN_TOKENS = 10e9  # one pass over FineWeb-Edu sample-10BT
-
-
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
@@ -783,7 +522,7 @@ def parse_args(argv=None):
                              "checkpoint of this script (its weights; the step and optimizer start afresh)")
     parser.add_argument("--weight_decay", type=float, default=0.1,
                         help="AdamW weight decay of the matmul weights and embeddings (GPT-3 paper: 0.1)")
-    parser.add_argument("--model", default="gpt2", choices=list(MODEL_PRESETS),
+    parser.add_argument("--model", default="gpt2", choices=list(plumbing.MODEL_PRESETS),
                         help="the size to train from scratch: sets the shape, the context, the batch and the "
                              "learning rate of the recipe; every one of them can still be set by its own flag")
     parser.add_argument("--n_layer", type=int, default=None, help="transformer blocks (default: from --model)")
@@ -854,16 +593,13 @@ def parse_args(argv=None):
     parser.add_argument("--max_new_tokens", type=int, default=32, help="length of each continuation, in tokens")
     args = parser.parse_args(argv)
     # Whatever was not set by its own flag comes from the preset; derived numbers are computed, never typed twice.
-    n_layer, n_head, n_embd, context, total_batch_size, max_lr = MODEL_PRESETS[args.model]
-    preset = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context, seq_len=context,
-                  batch_size=64 * 1024 // context, total_batch_size=total_batch_size, max_lr=max_lr)
-    for name, value in preset.items():
+    for name, value in plumbing.preset(args.model).items():
         if getattr(args, name) is None:
             setattr(args, name, value)
     if args.max_steps is None:
-        args.max_steps = int(TRAIN_TOKENS // args.total_batch_size)
+        args.max_steps = int(plumbing.TRAIN_TOKENS // args.total_batch_size)
     if args.warmup_steps is None:
-        args.warmup_steps = int(WARMUP_TOKENS // args.total_batch_size)
+        args.warmup_steps = int(plumbing.WARMUP_TOKENS // args.total_batch_size)
     if args.min_lr is None:
         args.min_lr = 0.1 * args.max_lr
     if args.n_embd % args.n_head != 0:
@@ -885,9 +621,9 @@ def setup_distributed(requested_device):
     LOCAL_RANK and WORLD_SIZE; without them this is the only process."""
     ddp = "RANK" in os.environ
     if not ddp:
-        return (False, 0, 0, 1, *pick_device(requested_device))
+        return (False, 0, 0, 1, *plumbing.pick_device(requested_device))
     rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    device, device_type = pick_device(requested_device)
+    device, device_type = plumbing.pick_device(requested_device)
     if device_type == "mps":
         raise SystemExit("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or --device cpu")
     if device_type == "cuda":
@@ -904,6 +640,7 @@ def print0(*args, **kwargs):
         print(*args, **kwargs, flush=True)
 
 
+@plumbing.command_line
 def main(argv=None):
     args = parse_args(argv)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
@@ -920,26 +657,17 @@ def main(argv=None):
         # TF32: fp32 matmuls on tensor cores with a 10-bit mantissa, several times faster on A100/H100. Training is
         # not hurt by the lost precision. Only on CUDA: on a CPU the setting could trade precision for nothing.
         torch.set_float32_matmul_precision("high")
-    amp_dtype = pick_autocast_dtype(args.dtype, device_type)
+    amp_dtype = plumbing.pick_autocast_dtype(args.dtype, device_type)
     print0(f"autocast dtype: {amp_dtype or 'none (float32)'}")
 
     resume = None
     if args.resume is not None:
-        path = latest_checkpoint(args.log_dir) if args.resume == "auto" else args.resume
+        path = plumbing.latest_checkpoint(args.log_dir) if args.resume == "auto" else args.resume
         if path is None:
             print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
         else:
             model, resume = GPT.from_checkpoint(path)
-            if "optimizer" not in resume:
-                raise SystemExit(f"{path} holds weights only, not a run to resume; start from it with --init_from")
-            saved = resume["args"]
-            for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle"):
-                if saved[name] != getattr(args, name):
-                    raise SystemExit(f"--resume {path}: that run had --{name} {saved[name]}, this one "
-                                     f"{getattr(args, name)}; resume with the same value, or start a new run")
-            if saved.get("world_size", 1) != world_size:
-                raise SystemExit(f"--resume {path}: that run had {saved.get('world_size', 1)} process(es), this one "
-                                 f"{world_size}; resume on as many, or start a new run")
+            plumbing.check_resumable(path, resume, args, world_size)
             print0(f"resuming from {path} at step {resume['step']}")
     args.world_size = world_size  # saved in checkpoints, for the check above
 
@@ -958,11 +686,7 @@ def main(argv=None):
             dist.destroy_process_group()
         return
     model.to(device)
-    use_compile = args.compile
-    if use_compile is None:
-        # On by default where it is measured to help (BENCHMARKS.md). Windows lacks the C++ toolchain that compiling
-        # for the CPU needs as often as not; MPS support is young.
-        use_compile = device_type == "cuda" or (device_type == "cpu" and sys.platform != "win32")
+    use_compile = plumbing.use_compile(args.compile, device_type)
     raw_model = model  # the plain module: same parameters, used for whatever must not go through the compiled graph
     if use_compile:
         # torch.compile fuses the elementwise work between matmuls into a few kernels and skips Python overhead.
@@ -995,14 +719,9 @@ def main(argv=None):
                 dist.barrier()
         start_step = 0
         if resume is not None:
-            start_step = resume["step"]
-            optimizer.load_state_dict(resume["optimizer"])
-            train_loader.load_state_dict(resume["train_loader"])
-            torch.set_rng_state(resume["rng"]["cpu"])
-            if "cuda" in resume["rng"] and device_type == "cuda":
-                torch.cuda.set_rng_state_all(resume["rng"]["cuda"])
-        log = Log(args.log_dir, resume_step=start_step if resume is not None else None) if master_process else None
-        peak = peak_flops(device_type)
+            start_step = plumbing.restore_run(resume, optimizer, train_loader, device_type)
+        log = plumbing.Log(args.log_dir, resume_step=start_step if resume is not None else None, write=master_process)
+        peak = plumbing.peak_flops(device_type)
         flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
         # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
         for step in range(start_step, args.max_steps + 1):
@@ -1016,13 +735,13 @@ def main(argv=None):
                 loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, ddp,
                                     rank, world_size)
                 if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
-                    raise SystemExit(nonfinite_message(step, f"val loss {loss_val}", args))
+                    raise SystemExit(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
                 print0(f"step {step:5d} | val loss {loss_val:.4f}")
                 if master_process:
                     log.write(f"{step} val {loss_val:.4f}")
                 if master_process and checkpoint_due:
                     path = os.path.join(args.log_dir, f"model_{step:05d}.pt")
-                    save_checkpoint(path, raw_model, step, loss_val, args, optimizer, train_loader)
+                    plumbing.save_checkpoint(path, raw_model, step, loss_val, args, optimizer, train_loader)
                     print0(f"step {step:5d} | saved {path}")
             if args.hellaswag and (step % args.eval_interval == 0 or last_step) and not evaluated:
                 # On the uncompiled module: every batch of examples has its own length, and the compiled model
@@ -1050,7 +769,8 @@ def main(argv=None):
             # so every process sees the same numbers and takes the same branch.
             if not (math.isfinite(loss.item()) and math.isfinite(norm.item())):
                 if not args.skip_nonfinite:
-                    raise SystemExit(nonfinite_message(step, f"loss {loss.item()}, gradient norm {norm.item()}", args))
+                    what = f"loss {loss.item()}, gradient norm {norm.item()}"
+                    raise SystemExit(plumbing.nonfinite_message(step, what, args))
                 print0(f"step {step:5d} | loss {loss.item()} | norm {norm.item()} | not finite: step skipped")
                 if master_process:
                     log.write(f"{step} skipped {loss.item()}")
@@ -1059,7 +779,7 @@ def main(argv=None):
             for group in optimizer.param_groups:
                 group["lr"] = lr
             optimizer.step()
-            synchronize(device_type)
+            plumbing.synchronize(device_type)
             dt = time.perf_counter() - t0
             mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
             print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 @pytest.fixture(scope="session")
 def shakespeare():
     """Path of tiny Shakespeare at the repository root: downloaded on first use (CI copies it in), checksum checked."""
-    from train_gpt2 import fetch_tiny_shakespeare
+    from plumbing import fetch_tiny_shakespeare
     path = os.path.join(ROOT, "input.txt")
     fetch_tiny_shakespeare(path)
     return path

@@ -4,10 +4,17 @@ import os
 
 import numpy as np
 import pytest
+import tiktoken
 import torch
 
+import plumbing
 import train_gpt2
-from train_gpt2 import fetch_tiny_shakespeare
+from plumbing import fetch_tiny_shakespeare
+
+
+def tokens_of(path):
+    """The GPT-2 tokens of a text file, by tiktoken itself."""
+    return torch.tensor(tiktoken.get_encoding("gpt2").encode_ordinary(path.read_text()), dtype=torch.long)
 
 
 class FakeResponse(io.BytesIO):
@@ -23,7 +30,7 @@ def test_an_existing_wrong_file_is_refused_and_kept(tmp_path):
 
 
 def test_a_download_with_the_wrong_checksum_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(train_gpt2.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"tampered"))
+    monkeypatch.setattr(plumbing.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"tampered"))
     path = tmp_path / "input.txt"
     with pytest.raises(SystemExit, match="wrong sha256"):
         fetch_tiny_shakespeare(str(path))
@@ -33,7 +40,7 @@ def test_a_download_with_the_wrong_checksum_leaves_no_file(tmp_path, monkeypatch
 def test_a_failed_download_leaves_no_file(tmp_path, monkeypatch):
     def offline(url, timeout):
         raise OSError("network is unreachable")
-    monkeypatch.setattr(train_gpt2.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(plumbing.urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit, match="download it by hand"):
         fetch_tiny_shakespeare(str(tmp_path / "input.txt"))
     assert os.listdir(tmp_path) == []
@@ -42,7 +49,7 @@ def test_a_failed_download_leaves_no_file(tmp_path, monkeypatch):
 def test_a_good_download_is_kept(tmp_path, monkeypatch, shakespeare):
     with open(shakespeare, "rb") as f:
         real = f.read()
-    monkeypatch.setattr(train_gpt2.urllib.request, "urlopen", lambda url, timeout: FakeResponse(real))
+    monkeypatch.setattr(plumbing.urllib.request, "urlopen", lambda url, timeout: FakeResponse(real))
     path = tmp_path / "input.txt"
     fetch_tiny_shakespeare(str(path))
     assert path.read_bytes() == real
@@ -52,7 +59,7 @@ def test_a_good_download_is_kept(tmp_path, monkeypatch, shakespeare):
 def test_loader_walks_the_tokens_in_order_and_wraps_around(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("The quick brown fox jumps over the lazy dog. " * 5)
-    tokens = train_gpt2.load_tokens(str(path))
+    tokens = tokens_of(path)
     tokens = tokens[:-(len(tokens) // 10)]  # the train split: all but the last 10%
     B, T = 2, 8
     loader = train_gpt2.DataLoaderLite(B, T, data=str(path))
@@ -78,7 +85,7 @@ def test_loader_refuses_text_shorter_than_one_batch(tmp_path):
 def test_two_ranks_read_interleaved_windows_that_together_cover_the_stream(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("The quick brown fox jumps over the lazy dog. " * 20)
-    tokens = train_gpt2.load_tokens(str(path))
+    tokens = tokens_of(path)
     B, T = 2, 8
     ranks = [train_gpt2.DataLoaderLite(B, T, rank=r, world_size=2, data=str(path)) for r in (0, 1)]
     for i in range(3):
@@ -92,7 +99,7 @@ def test_two_ranks_read_interleaved_windows_that_together_cover_the_stream(tmp_p
 def test_text_file_val_split_is_the_last_tenth(tmp_path):
     path = tmp_path / "tiny.txt"
     path.write_text("The quick brown fox jumps over the lazy dog. " * 40)
-    tokens = train_gpt2.load_tokens(str(path))
+    tokens = tokens_of(path)
     n_val = len(tokens) // 10
     x, y = train_gpt2.DataLoaderLite(2, 8, split="val", data=str(path)).next_batch()
     assert torch.equal(x.flatten(), tokens[-n_val:][:16])

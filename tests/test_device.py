@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from train_gpt2 import pick_device
+from plumbing import pick_device
 
 
 def test_auto_picks_an_available_device():
@@ -31,7 +31,7 @@ def test_unknown_device_is_refused_clearly():
 
 
 def test_autocast_dtype_choice():
-    from train_gpt2 import pick_autocast_dtype
+    from plumbing import pick_autocast_dtype
     assert pick_autocast_dtype("float32", "cpu") is None
     assert pick_autocast_dtype("bfloat16", "cpu") is torch.bfloat16
     assert pick_autocast_dtype("auto", "mps") is None
@@ -40,7 +40,8 @@ def test_autocast_dtype_choice():
 
 
 def test_bf16_autocast_loss_is_close_to_float32():
-    from train_gpt2 import GPT, GPTConfig, autocast
+    from plumbing import autocast
+    from train_gpt2 import GPT, GPTConfig
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=64, vocab_size=512, n_layer=2, n_head=2, n_embd=64))
     x = torch.randint(0, 512, (4, 64))

@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 import hellaswag
+import plumbing
 
 # Ten examples in the HellaSwag schema. The endings differ a lot in length (one word to a long sentence) so that
 # the summed loss (acc) and the mean loss (acc_norm) pick different endings on some examples. The labels here are
@@ -327,8 +328,7 @@ def test_main_limit(hf_dir, reference, records, data_dir, capsys):
 def test_main_dtype_is_train_gpt2s_choice(hf_dir, data_dir, capsys, dtype):
     # auto, the default (None: no flag), resolves as in training: bfloat16 only on CPUs with bf16 instructions. The
     # header names what ran.
-    import train_gpt2
-    ran = "float32" if train_gpt2.pick_autocast_dtype(dtype or "auto", "cpu") is None else "bfloat16"
+    ran = "float32" if plumbing.pick_autocast_dtype(dtype or "auto", "cpu") is None else "bfloat16"
     flag = ["--dtype", dtype] if dtype else []
     hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "1", *flag])
     assert capsys.readouterr().out.splitlines()[0] == f"HellaSwag val: {hf_dir} on cpu ({ran})"
@@ -464,7 +464,7 @@ def test_checkpoint_matches_direct_evaluation(tmp_path, data_dir, capsys):
     torch.manual_seed(1337)
     model = train_gpt2.GPT(train_gpt2.GPTConfig(**config)).eval()
     path = tmp_path / "model_00010.pt"
-    train_gpt2.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
+    plumbing.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
 
     correct, correct_norm, total = hellaswag.evaluate(model, data_dir=data_dir)
     hellaswag.main(["-m", str(path), "-d", "cpu", "--data_dir", data_dir, "--dtype", "float32"])

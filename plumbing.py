@@ -1,0 +1,371 @@
+"""
+What the scripts need besides the GPT-2 recipe: checked downloads and inputs, checkpoint files and resume, log.txt,
+device and precision probes, and the model presets. A learner can skip this file: train_gpt2.py reads as the
+recipe without it. It imports nothing of the project, so every script can import it.
+"""
+import contextlib
+import functools
+import hashlib
+import os
+import sys
+import urllib.request
+from dataclasses import asdict
+
+import numpy as np
+import torch
+
+
+class InputError(ValueError):
+    """Bad data, flags, files or model names: the message says what to change. Library callers catch it as a
+    ValueError; a script's main() (see command_line) prints the message alone, without a traceback."""
+
+
+def command_line(main):
+    """Wrap a script's main() so that an InputError ends the program with its message and exit status 1."""
+    @functools.wraps(main)
+    def run(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except InputError as e:
+            raise SystemExit(str(e)) from None
+    return run
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checked downloads and inputs
+
+# Tiny Shakespeare, the char-rnn corpus (1,115,394 bytes); fetched on first use, never committed.
+TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def fetch_tiny_shakespeare(path="input.txt"):
+    """Make sure `path` holds tiny Shakespeare: download it if missing, and check its sha256 either way. The download
+    goes to a temporary name, renamed only once its checksum is right."""
+    if not os.path.exists(path):
+        tmp = path + ".tmp"
+        print(f"downloading tiny Shakespeare to {path}")
+        try:
+            with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=60) as response, open(tmp, "wb") as f:
+                f.write(response.read())
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise SystemExit(f"could not download tiny Shakespeare from {TINY_SHAKESPEARE_URL} ({e}); "
+                             f"download it by hand to {path}, or pass --data with a text file of your own")
+        if sha256_of(tmp) != TINY_SHAKESPEARE_SHA256:
+            os.remove(tmp)
+            raise SystemExit(f"the file downloaded from {TINY_SHAKESPEARE_URL} has the wrong sha256 "
+                             f"(expected {TINY_SHAKESPEARE_SHA256}); nothing was kept, try again later")
+        os.replace(tmp, path)
+    elif sha256_of(path) != TINY_SHAKESPEARE_SHA256:
+        raise SystemExit(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
+                         "to download it again, or, if it is your own text, give it another name and pass --data")
+
+
+def read_text(path):
+    """The text of a --data file. A file named input.txt is tiny Shakespeare: fetched on first use and checked."""
+    if os.path.basename(path) == "input.txt":
+        fetch_tiny_shakespeare(path)
+    if not os.path.isfile(path):
+        raise SystemExit(f"--data {path}: no such file or shard directory; run 'python fineweb.py' to make the "
+                         "FineWeb-Edu shards in edu_fineweb10B/, or pass --data input.txt")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise SystemExit(f"--data {path}: not UTF-8 text (a binary file?); pass a text file, or a directory of "
+                         "shards written by fineweb.py")
+
+
+def shard_paths(data, split):
+    """The shards of a split in a directory written by fineweb.py, in name order."""
+    names = sorted(f for f in os.listdir(data) if f"_{split}_" in f and f.endswith(".npy"))
+    if not names:
+        raise SystemExit(f"no shards matching '{split}' in {data}/: run 'python fineweb.py' first, or pass "
+                         "--data input.txt")
+    return [os.path.join(data, name) for name in names]
+
+
+def open_shard(path, mmap_mode=None):
+    """A shard written by fineweb.py as a numpy array of uint16 token ids (mmap_mode="r": only its header is read
+    now), or a clear error saying how to mend it."""
+    try:
+        tokens = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # truncated, or not a .npy file at all
+        raise SystemExit(f"{path}: not a readable .npy shard ({e}); delete it and run 'python fineweb.py' again "
+                         "(it rewrites only the missing shards)")
+    if tokens.dtype != np.uint16 or tokens.ndim != 1:
+        raise SystemExit(f"{path}: a shard holds a 1-D array of uint16 token ids, this file holds {tokens.dtype} "
+                         f"of shape {tokens.shape}; write the shards with 'python fineweb.py'")
+    return tokens
+
+
+def check_enough_tokens(total, needed, split, data):
+    if total < needed:
+        raise SystemExit(f"the {split} split of {data} holds {total:,} tokens, fewer than one batch of every "
+                         f"process needs (B * T * processes + 1 = {needed:,}); use a smaller --batch_size or "
+                         "--seq_len, or more data")
+
+
+def check_token_ids(tokens, vocab_size, where):
+    if vocab_size is not None and len(tokens) and tokens.max().item() >= vocab_size:
+        raise SystemExit(f"{where} holds token id {tokens.max().item()}, past the model's vocabulary of "
+                         f"{vocab_size}: these tokens were not made with GPT-2's tokenizer, or the model's "
+                         "--vocab_size is too small")
+
+
+def check_total_batch(total_batch_size, B, T, world_size):
+    per_micro_step = B * T * world_size
+    if total_batch_size % per_micro_step != 0:
+        raise SystemExit(f"--total_batch_size {total_batch_size:,} is not a multiple of batch_size * seq_len * "
+                         f"processes = {B} * {T} * {world_size} = {per_micro_step:,}: set --total_batch_size to a "
+                         f"multiple of {per_micro_step:,}, or change --batch_size / --seq_len")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Checkpoints, resume and log.txt
+
+
+def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None):
+    """Write what it takes to use the model again (weights, shape), what says how it was made (step, val loss, the
+    run's arguments) and, given the optimizer and the data loader, what it takes to continue the run exactly (their
+    state and the RNG states). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written
+    to a temporary name, synced to the disk and renamed: a crash or a power loss never leaves a file that looks
+    whole and is not."""
+    checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
+                  "args": vars(args)}
+    if optimizer is not None:
+        checkpoint["optimizer"] = optimizer.state_dict()
+        checkpoint["train_loader"] = train_loader.state_dict()
+        checkpoint["rng"] = {"cpu": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        torch.save(checkpoint, f)
+        f.flush()
+        os.fsync(f.fileno())  # the data on the disk before the name: a power loss can keep a rename and lose data
+    os.replace(tmp, path)
+
+
+def read_checkpoint(path):
+    """A checkpoint written by save_checkpoint, as a dict. weights_only=True: the file can only hold tensors and
+    plain data, so loading one cannot run code."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such checkpoint") from None
+    except Exception as e:  # truncated, corrupted, or not a torch file: torch's own error is deep and long
+        raise InputError(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {str(e)[:200]}); it may be "
+                         "truncated or damaged: use an earlier checkpoint") from None
+    if not isinstance(checkpoint, dict) or not {"model", "config"} <= set(checkpoint):
+        raise InputError(f"{path}: not a checkpoint of train_gpt2.py (no 'model' and 'config' in it)")
+    return checkpoint
+
+
+def check_weights_fit(path, config, model_state, file_state):
+    """Refuse weights whose names or shapes are not those of the model their config builds."""
+    expected = {k: tuple(v.shape) for k, v in model_state.items()}
+    found = {k: tuple(v.shape) for k, v in file_state.items()}
+    if expected != found:
+        diff = [f"{k}: {found.get(k, 'missing')} in the file, {expected.get(k, 'none')} in the model"
+                for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
+        raise InputError(f"{path}: its weights do not fit its config {config}: "
+                         + "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else ""))
+
+
+def hf_load_error(name_or_path, e, openai_models):
+    """An InputError for transformers' failure to load a model: no network, no weights in the directory, ..."""
+    if name_or_path in openai_models:
+        what = "could not get OpenAI's weights from the Hugging Face hub; it needs the network the first time, then " \
+               "reads its cache"
+    else:
+        what = "could not be read as a directory written by GPT2LMHeadModel.save_pretrained"
+    reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    return InputError(f"{name_or_path}: {what} ({type(e).__name__}: {reason})")
+
+
+def latest_checkpoint(log_dir):
+    """The checkpoint of log_dir with the highest step, or None."""
+    names = sorted(f for f in os.listdir(log_dir) if f.startswith("model_") and f.endswith(".pt")) \
+        if os.path.isdir(log_dir) else []
+    return os.path.join(log_dir, names[-1]) if names else None  # zero-padded steps sort as numbers
+
+
+def check_resumable(path, checkpoint, args, world_size):
+    """Refuse to resume a run under settings that would change what it computes."""
+    if "optimizer" not in checkpoint:
+        raise SystemExit(f"{path} holds weights only, not a run to resume; start from it with --init_from")
+    saved = checkpoint["args"]
+    for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle"):
+        if saved[name] != getattr(args, name):
+            raise SystemExit(f"--resume {path}: that run had --{name} {saved[name]}, this one "
+                             f"{getattr(args, name)}; resume with the same value, or start a new run")
+    if saved.get("world_size", 1) != world_size:
+        raise SystemExit(f"--resume {path}: that run had {saved.get('world_size', 1)} process(es), this one "
+                         f"{world_size}; resume on as many, or start a new run")
+
+
+def restore_run(checkpoint, optimizer, train_loader, device_type):
+    """Put the optimizer, the data loader and the RNGs back where the checkpoint's run was; return its step."""
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    train_loader.load_state_dict(checkpoint["train_loader"])
+    torch.set_rng_state(checkpoint["rng"]["cpu"])
+    if "cuda" in checkpoint["rng"] and device_type == "cuda":
+        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
+    return checkpoint["step"]
+
+
+def nonfinite_message(step, what, args):
+    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {args.log_dir}/ are all "
+            "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
+            "help), or pass --skip_nonfinite to skip such steps instead of stopping")
+
+
+class Log:
+    """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...), each appended and
+    flushed at once. A run resumed at step S keeps the lines before S and the evaluations of S itself (logged just
+    before its checkpoint) and drops the rest, which the killed run wrote after its checkpoint. With write=False
+    (every process but the master) it does nothing."""
+
+    def __init__(self, log_dir, resume_step=None, write=True):
+        self.enabled = write
+        if not write:
+            return
+        os.makedirs(log_dir, exist_ok=True)
+        self.path = os.path.join(log_dir, "log.txt")
+        kept = []
+        if resume_step is not None and os.path.exists(self.path):
+            with open(self.path, errors="replace") as f:
+                for line in f:
+                    fields = line.split()
+                    # A power loss can leave the last line cut short or a tail of zero bytes: like every line
+                    # after the checkpoint, such remnants are dropped.
+                    if len(fields) != 3 or not fields[0].isdigit():
+                        continue
+                    step, kind = int(fields[0]), fields[1]
+                    if step < resume_step or (step == resume_step and kind != "train"):
+                        kept.append(line if line.endswith("\n") else line + "\n")
+        with open(self.path + ".tmp", "w") as f:
+            f.writelines(kept)
+        os.replace(self.path + ".tmp", self.path)
+
+    def write(self, line):
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Devices and precision
+
+
+def pick_device(requested="auto"):
+    """The device to run on and its type ("cuda", "mps" or "cpu"): the fastest one present unless one is asked for."""
+    if requested == "auto":
+        if torch.cuda.is_available():
+            requested = "cuda"
+        elif hasattr(torch.backends, "mps") and torch.backends.mps.is_available():
+            requested = "mps"  # Apple silicon GPU
+        else:
+            requested = "cpu"
+    device_type = requested.split(":")[0]
+    if device_type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {requested}: this machine has no CUDA GPU (or torch was installed without CUDA); "
+                         "use --device cpu, or leave --device out to pick the best device present")
+    if device_type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+        raise SystemExit(f"--device {requested}: MPS is not available here; use --device cpu")
+    if device_type not in ("cuda", "mps", "cpu"):
+        raise SystemExit(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+    return requested, device_type
+
+
+def pick_autocast_dtype(requested, device_type):
+    """The dtype that matmuls run in under autocast, or None for plain float32."""
+    if requested != "auto":
+        return {"float32": None, "bfloat16": torch.bfloat16}[requested]
+    if device_type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    if device_type == "cpu":
+        # bf16 pays off only where the CPU has bf16 instructions (AVX512-BF16, AMX); elsewhere it is emulated and
+        # slower than fp32 (BENCHMARKS.md).
+        has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
+        has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
+        return torch.bfloat16 if has_bf16 or has_amx else None
+    return None  # mps: keep float32
+
+
+def autocast(device_type, dtype):
+    """Mixed precision for the forward pass and the loss: matmuls in dtype, precision-sensitive ops (softmax,
+    LayerNorm, the loss) kept in float32 by autocast itself. Parameters and gradients stay float32."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device_type, dtype=dtype)
+
+
+def use_compile(requested, device_type):
+    """--compile / --no-compile, or by default on where it is measured to help (BENCHMARKS.md): CUDA, and CPUs but on
+    Windows, which lacks the C++ toolchain that compiling for the CPU needs as often as not. MPS support is young."""
+    if requested is not None:
+        return requested
+    return device_type == "cuda" or (device_type == "cpu" and sys.platform != "win32")
+
+
+def synchronize(device_type):
+    """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
+    if device_type == "cuda":
+        torch.cuda.synchronize()
+    elif device_type == "mps":
+        torch.mps.synchronize()
+
+
+# Dense bf16 peaks from NVIDIA's datasheets, in FLOP/s. MFU is reported only for devices listed here: a wrong peak
+# would make a wrong MFU look precise.
+PEAK_BF16_FLOPS = {"A100": 312e12, "H100": 989e12}
+
+
+def peak_flops(device_type):
+    if device_type != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    if "H100" in name and ("PCIe" in name or "NVL" in name):
+        return None  # the datasheet figure above is the SXM part's; these variants peak lower
+    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Model presets
+
+# Shape and the recipe that goes with it. The GPT-3 rows are the GPT-3 paper's table 2.1 (context 2048). The GPT-2
+# rows take OpenAI's GPT-2 shapes (context 1024) and the batch and learning rate of the GPT-3 model of nearest size,
+# since the GPT-2 paper does not give them per size.
+#          name: (n_layer, n_head, n_embd, context, total_batch_size, max_lr)
+MODEL_PRESETS = {
+    "gpt2": (12, 12, 768, 1024, 2**19, 6e-4),  # 124M
+    "gpt2-medium": (24, 16, 1024, 1024, 2**19, 3e-4),  # 350M
+    "gpt2-large": (36, 20, 1280, 1024, 2**19, 2.5e-4),  # 774M
+    "gpt2-xl": (48, 25, 1600, 1024, 2**20, 2e-4),  # 1558M
+    "gpt3-small": (12, 12, 768, 2048, 2**19, 6e-4),  # 125M
+    "gpt3-medium": (24, 16, 1024, 2048, 2**19, 3e-4),  # 350M
+    "gpt3-large": (24, 16, 1536, 2048, 2**19, 2.5e-4),  # 760M
+    # The table gives GPT-3 XL 24 heads of 128 channels, which is 3072, not its d_model of 2048; we keep the head
+    # size of 128 and d_model 2048, so 16 heads.
+    "gpt3-xl": (24, 16, 2048, 2048, 2**20, 2e-4),  # 1.3B
+}
+WARMUP_TOKENS = 375e6  # GPT-3 paper, appendix B: linear warmup over the first 375M tokens
+TRAIN_TOKENS = 10e9  # one pass over FineWeb-Edu sample-10BT
+
+
+def preset(name):
+    """The flags a --model preset sets, by flag name."""
+    n_layer, n_head, n_embd, context, total_batch_size, max_lr = MODEL_PRESETS[name]
+    return dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context, seq_len=context,
+                batch_size=64 * 1024 // context, total_batch_size=total_batch_size, max_lr=max_lr)
