@@ -25,9 +25,9 @@ endings after it, with an attention mask that lets each ending see the context a
 alone (render_example, attention_mask). The output head, a third of the forward pass at 124M, runs only at the
 positions whose prediction is scored. Each example then costs about a third of the FLOPs of 4 separate rows, and
 the picks are the same, up to float rounding. --batch_size examples (16 by default) share a forward pass.
-The training loop in train_gpt2.py imports evaluate() from here, so there is one copy of this scoring code; this
-file in turn takes the model from train_gpt2.py and the device choice and autocast from plumbing.py (train_gpt2.py
-imports this module only inside the function that needs it, so the two never import each other in a circle).
+The training loop in train_gpt2.py imports evaluate() from here, so there is one copy of this scoring code. The
+scoring takes any model with GPT's hidden_states() and lm_head; only the command line imports train_gpt2, to load
+one, so importing this file never imports the training script.
 
 Numbers to expect on the full validation split (10,042 examples) with this scoring, as Karpathy's build-nanogpt
 reports them for its hellaswag.py, in float32 (--dtype float32; not rerun here: the sessions that wrote this
@@ -51,7 +51,6 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from plumbing import autocast, command_line, pick_autocast_dtype, pick_device
-from train_gpt2 import GPT
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
@@ -306,6 +305,9 @@ def load_model(name_or_path, device):
     written by save_pretrained (loaded with transformers, then copied into our module tree) or a model_STEP.pt
     checkpoint written by train_gpt2.py.
     """
+    # Imported here, not at the top: the training loop imports this file, and this file alone needs no model.
+    from train_gpt2 import GPT
+
     is_checkpoint = os.path.isfile(name_or_path) and name_or_path.endswith(".pt")
     if not (is_checkpoint or name_or_path in GPT.OPENAI_MODELS or os.path.isdir(name_or_path)):
         raise SystemExit(f"unknown model {name_or_path!r}: pass one of {', '.join(GPT.OPENAI_MODELS)}, a directory "

@@ -21,6 +21,7 @@ import torch.nn as nn
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+import hellaswag
 import plumbing
 
 # Shape letters used in the comments below: B batch, T time (sequence position), C channels (n_embd),
@@ -476,8 +477,6 @@ def hellaswag_accuracy(model, device, device_type, amp_dtype, ddp, rank, world_s
                        batch_size):
     """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
     scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs."""
-    import hellaswag  # imported here, not at the top: hellaswag.py imports this file
-
     counts = hellaswag.evaluate(model, device=device, split="val", data_dir=data_dir, rank=rank,
                                 world_size=world_size, limit=limit, autocast_dtype=amp_dtype, batch_size=batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
@@ -712,7 +711,6 @@ def main(argv=None):
         # Every process reads the val split whole, as one process would; val_loss shares the batches out.
         val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=vocab_size)
         if args.hellaswag:
-            import hellaswag
             if master_process:
                 hellaswag.download("val", args.hellaswag_dir)  # once, before the other processes look for it
             if ddp:

@@ -443,11 +443,11 @@ def test_load_model_unknown_name_fails_clearly():
 
 def test_import_has_no_side_effects(tmp_path):
     # In a fresh interpreter, in an empty directory, with no tokenizer cache: importing must print nothing,
-    # write nothing, and load neither the tokenizer nor transformers (train_gpt2 is imported, and does nothing either).
+    # write nothing, and load neither the tokenizer, transformers nor the training script.
     env = {k: v for k, v in os.environ.items() if k != "TIKTOKEN_CACHE_DIR"}
     env["PYTHONPATH"] = os.path.dirname(os.path.abspath(hellaswag.__file__))
     code = ("import sys, hellaswag, tiktoken.registry; assert 'gpt2' not in tiktoken.registry.ENCODINGS; "
-            "assert 'transformers' not in sys.modules")
+            "assert 'transformers' not in sys.modules and 'train_gpt2' not in sys.modules")
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""

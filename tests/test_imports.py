@@ -1,0 +1,41 @@
+"""Imports run one way: train_gpt2.py imports hellaswag.py and plumbing.py, and neither imports the training script
+back. With a circle, `python train_gpt2.py` would load the script twice (as __main__ and as train_gpt2), and two
+different GPT classes would live in one process."""
+import os
+import subprocess
+import sys
+
+from test_e2e import write_hellaswag
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
+        "--total_batch_size", "64", "--max_steps", "1", "--warmup_steps", "1", "--val_steps", "1", "--no-compile",
+        "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2", "--hellaswag_limit", "2"]
+
+# What `python train_gpt2.py ARGS` does (run the file as __main__), then a count of the GPT classes alive.
+DRIVER = """
+import runpy, sys, torch
+sys.argv = sys.argv[1:]
+script = runpy.run_path(sys.argv[0], run_name="__main__")  # keeps the script's globals, and its GPT, alive
+gpts = [c for c in torch.nn.Module.__subclasses__() if c.__name__ == "GPT"]
+print("GPT classes:", len(gpts), "| train_gpt2 imported:", "train_gpt2" in sys.modules)
+"""
+
+
+def test_training_with_hellaswag_creates_one_gpt_class(shakespeare, tmp_path):
+    write_hellaswag(tmp_path / "hellaswag")
+    argv = [os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir", str(tmp_path / "log"),
+            "--hellaswag", "--hellaswag_dir", str(tmp_path / "hellaswag"), *TINY]
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    out = subprocess.run([sys.executable, "-c", DRIVER, *argv], cwd=tmp_path, env=env, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "HellaSwag acc_norm" in out.stdout  # the evaluation ran
+    assert out.stdout.splitlines()[-1] == "GPT classes: 1 | train_gpt2 imported: False"
+
+
+def test_hellaswag_and_fineweb_import_without_the_training_script():
+    code = "import sys, hellaswag, fineweb; print('train_gpt2' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "False"
