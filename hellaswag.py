@@ -106,6 +106,14 @@ def download(split, data_dir="hellaswag"):
     return path
 
 
+def download_once(split, data_dir, master_process, ddp):
+    """Under torchrun: the master process downloads the split, the others wait until it is there."""
+    if master_process:
+        download(split, data_dir)
+    if ddp:
+        torch.distributed.barrier()
+
+
 def _check_example(example, path, lineno):
     """Raise a ValueError naming the file and line if the example lacks what render_example needs."""
     where = f"{path}, line {lineno}"

@@ -319,6 +319,11 @@ def use_compile(requested, device_type):
     return device_type == "cuda" or (device_type == "cpu" and sys.platform != "win32")
 
 
+def end_distributed(ddp):
+    if ddp:
+        torch.distributed.destroy_process_group()
+
+
 def synchronize(device_type):
     """Wait for queued GPU work, so that a timer measures the work and not just its launch."""
     if device_type == "cuda":

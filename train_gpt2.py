@@ -1,8 +1,8 @@
 """
 GPT-2 (124M) from scratch, in one file: the model, the data loader, the learning-rate schedule and the training loop.
 
-Read it top to bottom: model -> data -> evaluation -> main(). What is not the recipe (checkpoint files, resume,
-input checks, device probes, presets) is in plumbing.py.
+Read it top to bottom: model -> data -> learning rate -> training step -> evaluation -> distributed set-up -> main().
+What is not the recipe (checkpoint files, resume, input checks, device probes, presets) is in plumbing.py.
 """
 import argparse
 import contextlib
@@ -122,9 +122,8 @@ class GPT(nn.Module):
             ln_f=nn.LayerNorm(config.n_embd),  # GPT-2 adds a final LayerNorm before the output head
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        # Weight tying (Press & Wolf 2017, used by GPT-2): the output head reuses the token embedding matrix, since
-        # tokens that mean alike should be embedded alike and predicted alike. It saves 38.6M of the 163M
-        # parameters the 124M model would otherwise have.
+        # Weight tying (Press & Wolf 2017, as in GPT-2): the output head reuses the token embedding matrix, which
+        # saves 38.6M parameters of the 124M model.
         self.transformer.wte.weight = self.lm_head.weight
         self.apply(self._init_weights)
 
@@ -133,9 +132,8 @@ class GPT(nn.Module):
         if isinstance(module, nn.Linear):
             std = 0.02
             if getattr(module, "is_residual_projection", False):
-                # GPT-2 paper, section 2.3: each block adds to the residual stream twice (attention and MLP), so the
-                # stream's variance grows with the number of additions. Scaling the layers that write into it by
-                # 1/sqrt(number of additions) keeps the variance at the top of the stack where it is at the bottom.
+                # GPT-2 paper, section 2.3: the residual stream's variance grows with every addition into it (2 per
+                # block), so the layers that write into it are scaled by 1/sqrt(number of additions).
                 std *= (2 * self.config.n_layer) ** -0.5
             torch.nn.init.normal_(module.weight, mean=0.0, std=std)
             if module.bias is not None:
@@ -154,11 +152,10 @@ class GPT(nn.Module):
         return logits, loss
 
     def hidden_states(self, idx, kv_cache=None, pos=None, attn_mask=None):
-        """The final LayerNorm's output (B, T, C) for the tokens idx (B, T): what lm_head turns into logits. Taking
-        it lets a caller apply the head only where it needs logits; the head is a third of the forward pass's FLOPs.
-        pos (B, T) and attn_mask (B, 1, T, T, bool, True = may attend) replace the positions 0..T-1 and the causal
-        mask, so that one row can hold several sequences: HellaSwag puts a context and its 4 endings in one row, each
-        ending seeing the context and itself only. kv_cache: as in forward."""
+        """The final LayerNorm's output (B, T, C) for the tokens idx (B, T), which lm_head turns into logits; a caller
+        can apply the head only where it needs logits. pos (B, T) and attn_mask (B, 1, T, T, bool, True = may attend)
+        replace the positions 0..T-1 and the causal mask, so that one row can hold several sequences (HellaSwag packs
+        a context and its 4 endings). kv_cache: as in forward."""
         B, T = idx.size()
         if pos is None:
             past = kv_cache[0]["k"].size(2) if kv_cache and kv_cache[0] else 0  # tokens already in the cache
@@ -186,10 +183,9 @@ class GPT(nn.Module):
         greedy decoding) after dividing the logits by temperature. Pass a seeded torch.Generator on idx's device for
         reproducible samples.
 
-        With use_cache, the keys and values of every token fed in are kept, so each new token costs one position's
-        work instead of the whole sequence's. Once the sequence outgrows block_size the oldest tokens must drop
-        out of the context, which changes every position; from then on each step runs the cropped context afresh,
-        exactly as without the cache."""
+        With use_cache, the keys and values of the tokens seen so far are kept, so each new token costs one position's
+        work. Past block_size the oldest tokens drop out of the context, which changes every position: each step then
+        runs the cropped context afresh, as without the cache."""
         kv_cache = None
         for _ in range(max_new_tokens):
             if use_cache and idx.size(1) <= self.config.block_size:
@@ -219,12 +215,49 @@ class GPT(nn.Module):
         decay = [p for p in params if p.dim() >= 2]
         no_decay = [p for p in params if p.dim() < 2]
         groups = [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
-        # One kernel updates every parameter instead of a few launches per tensor: the standard speed-up on CUDA,
-        # and on the CPU here 7x faster than the default (8 vs 56 ms per step for 16M parameters, BENCHMARKS.md).
+        # One kernel updates every parameter instead of a few launches per tensor (on the CPU here 7x faster than
+        # the default: BENCHMARKS.md).
         fused = "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type in ("cuda", "cpu")
         # GPT-3's betas and eps (GPT-3 paper, appendix B): beta2 = 0.95 instead of 0.999 lets the second moment
         # follow the gradient scale faster, which keeps large-model training stable.
         return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), eps=1e-8, fused=fused)
+
+    # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
+    # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
+    CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
+    OPENAI_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
+
+    @classmethod
+    def from_pretrained(cls, name_or_path):
+        """OpenAI's weights ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl") or any local directory written by
+        transformers' GPT2LMHeadModel.save_pretrained, in our module tree. The shape comes from the checkpoint's
+        config."""
+        if name_or_path not in cls.OPENAI_MODELS and not os.path.isdir(name_or_path):
+            raise plumbing.InputError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or "
+                                      "a directory written by GPT2LMHeadModel.save_pretrained")
+        from transformers import GPT2LMHeadModel  # imported here: training from scratch does not need transformers
+
+        try:
+            hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
+        except Exception as e:  # no network, no weights in the directory, a damaged file, ...
+            raise plumbing.hf_load_error(name_or_path, e, cls.OPENAI_MODELS) from None
+        hf = hf_model.config
+        config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
+                           n_head=hf.n_head, n_embd=hf.n_embd)
+        model = cls(config)
+        sd = model.state_dict()
+        # The HF model also carries the attention mask as a buffer in older versions; it is not a weight.
+        sd_hf = {k: v for k, v in hf_model.state_dict().items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
+        if set(sd) != set(sd_hf):
+            raise plumbing.InputError(f"{name_or_path}: not a GPT-2 checkpoint; missing "
+                                      f"{sorted(set(sd) - set(sd_hf))}, unexpected {sorted(set(sd_hf) - set(sd))}")
+        with torch.no_grad():
+            for name, tensor in sd_hf.items():
+                if name.endswith(cls.CONV1D_WEIGHTS):
+                    tensor = tensor.t()
+                assert sd[name].shape == tensor.shape, f"{name}: {tuple(sd[name].shape)} vs {tuple(tensor.shape)}"
+                sd[name].copy_(tensor)
+        return model
 
     def save_pretrained(self, out_dir):
         """Write this model as a transformers GPT2LMHeadModel directory (safetensors, tied embeddings), the way
@@ -265,46 +298,10 @@ class GPT(nn.Module):
             return cls.from_checkpoint(name_or_path)[0]
         return cls.from_pretrained(name_or_path)
 
-    # OpenAI's checkpoint was written from TensorFlow with "Conv1D" layers that store a matmul weight as (in, out);
-    # nn.Linear stores (out, in). These four are Conv1D in the checkpoint and must be transposed on the way in.
-    CONV1D_WEIGHTS = ("attn.c_attn.weight", "attn.c_proj.weight", "mlp.c_fc.weight", "mlp.c_proj.weight")
-    OPENAI_MODELS = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl")
-
-    @classmethod
-    def from_pretrained(cls, name_or_path):
-        """OpenAI's weights ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl") or any local directory written by
-        transformers' GPT2LMHeadModel.save_pretrained, in our module tree. The shape comes from the checkpoint's
-        config."""
-        if name_or_path not in cls.OPENAI_MODELS and not os.path.isdir(name_or_path):
-            raise plumbing.InputError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or "
-                                      "a directory written by GPT2LMHeadModel.save_pretrained")
-        from transformers import GPT2LMHeadModel  # imported here: training from scratch does not need transformers
-
-        try:
-            hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
-        except Exception as e:  # no network, no weights in the directory, a damaged file, ...
-            raise plumbing.hf_load_error(name_or_path, e, cls.OPENAI_MODELS) from None
-        hf = hf_model.config
-        config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
-                           n_head=hf.n_head, n_embd=hf.n_embd)
-        model = cls(config)
-        sd = model.state_dict()
-        # The HF model also carries the attention mask as a buffer in older versions; it is not a weight.
-        sd_hf = {k: v for k, v in hf_model.state_dict().items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
-        if set(sd) != set(sd_hf):
-            raise plumbing.InputError(f"{name_or_path}: not a GPT-2 checkpoint; missing "
-                                      f"{sorted(set(sd) - set(sd_hf))}, unexpected {sorted(set(sd_hf) - set(sd))}")
-        with torch.no_grad():
-            for name, tensor in sd_hf.items():
-                if name.endswith(cls.CONV1D_WEIGHTS):
-                    tensor = tensor.t()
-                assert sd[name].shape == tensor.shape, f"{name}: {tuple(sd[name].shape)} vs {tuple(tensor.shape)}"
-                sd[name].copy_(tensor)
-        return model
-
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Data
+
 
 def load_tokens(path):
     """One shard written by fineweb.py as a LongTensor: uint16 -> int32 in numpy (torch has few uint16 ops), then the
@@ -313,23 +310,21 @@ def load_tokens(path):
 
 
 class DataLoaderLite:
-    """Serves (x, y) batches of B rows of T tokens of one split, walking its tokens in order, epoch after epoch.
-    y is x shifted by one token: at every position the model learns to predict the next token.
+    """Serves (x, y) batches of B rows of T tokens of one split, in order, epoch after epoch; y is x shifted by one
+    token, so at every position the model learns to predict the next token.
 
-    `data` is a directory of shards written by fineweb.py (the files whose names contain `_{split}_`, read in name
-    order), or a text file such as input.txt (tokenized here; its last 10% of tokens is the val split).
-    With several processes, process `rank` of `world_size` reads every world_size-th window of B*T tokens, so the
-    processes together read the stream in order, each window once. The shards are one stream: the tokens at the
-    end of a shard that do not fill a round of windows open the next shard's first round, so nothing is skipped but
-    the tail of an epoch that cannot fill a round."""
+    `data` is a directory of shards written by fineweb.py (the files named `*_{split}_*.npy`, in name order), or a
+    text file such as input.txt (its last 10% of tokens is the val split). Process `rank` of `world_size` reads every
+    world_size-th window of B*T tokens, so together the processes read each window once. The shards are one stream:
+    the tokens at a shard's end that cannot fill a round of windows start the next shard's first round."""
 
     def __init__(self, B, T, rank=0, world_size=1, split="train", data="input.txt", shuffle=False, seed=0,
                  vocab_size=None):
         assert split in ("train", "val")
-        self.vocab_size = vocab_size  # if given, every shard is checked against it as it is loaded
         self.B, self.T = B, T
         self.rank, self.world_size = rank, world_size
         self.shuffle, self.seed = shuffle, seed
+        self.vocab_size = vocab_size  # if given, every shard is checked against it as it is loaded
         if os.path.isdir(data):
             self.shards = plumbing.shard_paths(data, split)
             total = sum(len(plumbing.open_shard(path, mmap_mode="r")) for path in self.shards)  # headers only
@@ -342,47 +337,15 @@ class DataLoaderLite:
         plumbing.check_enough_tokens(total, B * T * world_size + 1, split, data)
         self.reset()
 
-    def generator(self, *key):
-        # Seeded by the run's seed and `key` alone: every rank draws the same permutations, so the ranks still read
-        # disjoint windows of one and the same stream. (sha256, not hash(): the same on every Python version.)
-        digest = hashlib.sha256(repr((self.seed, *key)).encode()).digest()
-        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
-
-    def load(self, epoch, k):
-        """The tokens of the k-th shard of `epoch`: with shuffle, the shards come in an order drawn anew for each
-        epoch, and a shard's documents (each opens with <|endoftext|>) in an order drawn for that shard and epoch."""
-        i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
-        shard = self.shards[i]
-        tokens = load_tokens(shard) if isinstance(shard, str) else shard
-        plumbing.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
-        if self.shuffle:
-            starts = (tokens == EOT_TOKEN).nonzero().flatten().tolist()
-            bounds = sorted({0, *starts, len(tokens)})  # a piece of a document split off the shard before: a document
-            docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-            order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
-            tokens = torch.cat([docs[j] for j in order])
-        return tokens
-
-    def enter(self, epoch, k, carry):
-        """Start reading shard k of `epoch`, after the `carry` tokens left over from the shard before it."""
-        self.epoch, self.shard, self.carry = epoch, k, len(carry)
-        self.tokens = torch.cat((carry, self.load(epoch, k))) if len(carry) else self.load(epoch, k)
-        self.position = self.B * self.T * self.rank
-
     def reset(self):
         """Back to the start of the split (the validation loss is always measured on the same batches)."""
         self.enter(0, 0, torch.empty(0, dtype=torch.long))
 
-    def state_dict(self):
-        """Where the loader is, the same on every rank: epoch, shard, tokens carried into it, start of the round."""
-        return {"epoch": self.epoch, "shard": self.shard, "carry": self.carry,
-                "round_start": self.position - self.B * self.T * self.rank}
-
-    def load_state_dict(self, state):
-        empty = torch.empty(0, dtype=torch.long)
-        carry = self.load(state["epoch"], state["shard"] - 1)[-state["carry"]:] if state["carry"] else empty
-        self.enter(state["epoch"], state["shard"], carry)
-        self.position = state["round_start"] + self.B * self.T * self.rank
+    def enter(self, epoch, k, carry):
+        """Start reading shard k of `epoch`, after the `carry` tokens left over from the shard before it."""
+        self.epoch, self.shard, self.carry = epoch, k, len(carry)
+        self.tokens = torch.cat((carry, self.shard_tokens(epoch, k)))
+        self.position = self.B * self.T * self.rank
 
     def next_batch(self):
         B, T = self.B, self.T
@@ -400,6 +363,41 @@ class DataLoaderLite:
                 self.enter(self.epoch + 1, 0, torch.empty(0, dtype=torch.long))
             round_start = 0
         return x, y
+
+    # Beside the loader: the tokens of a shard, in a shuffled order with --shuffle, and the loader's position, which
+    # a checkpoint saves so that a resumed run reads on where it stopped.
+
+    def shard_tokens(self, epoch, k):
+        """The tokens of the k-th shard of `epoch`: with shuffle, the shards come in an order drawn anew for each
+        epoch, and a shard's documents (each opens with <|endoftext|>) in an order drawn for that shard and epoch."""
+        i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
+        shard = self.shards[i]
+        tokens = load_tokens(shard) if isinstance(shard, str) else shard
+        plumbing.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
+        if self.shuffle:
+            starts = (tokens == EOT_TOKEN).nonzero().flatten().tolist()
+            bounds = sorted({0, *starts, len(tokens)})  # a piece of a document split off the shard before: a document
+            docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+            order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
+            tokens = torch.cat([docs[j] for j in order])
+        return tokens
+
+    def generator(self, *key):
+        # Seeded by the run's seed and `key` alone: every rank draws the same permutations, so the ranks still read
+        # disjoint windows of one and the same stream. (sha256, not hash(): the same on every Python version.)
+        digest = hashlib.sha256(repr((self.seed, *key)).encode()).digest()
+        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
+
+    def state_dict(self):
+        """Where the loader is, the same on every rank: epoch, shard, tokens carried into it, start of the round."""
+        return {"epoch": self.epoch, "shard": self.shard, "carry": self.carry,
+                "round_start": self.position - self.B * self.T * self.rank}
+
+    def load_state_dict(self, state):
+        empty = torch.empty(0, dtype=torch.long)
+        carry = self.shard_tokens(state["epoch"], state["shard"] - 1)[-state["carry"]:] if state["carry"] else empty
+        self.enter(state["epoch"], state["shard"], carry)
+        self.position = state["round_start"] + self.B * self.T * self.rank
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -449,16 +447,24 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
     return loss_accum
 
 
+def all_reduce_mean(t, ddp, world_size):
+    """The mean of t over processes (SUM then divide: gloo has no AVG)."""
+    if ddp:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        t /= world_size
+    return t
+
+
 # ----------------------------------------------------------------------------------------------------------------------
-# Evaluation helpers
+# Evaluation: validation loss, HellaSwag, samples
 
 
 @torch.no_grad()
-def val_loss(model, loader, steps, device, device_type, amp_dtype, ddp=False, rank=0, world_size=1):
+def val_loss(model, loader, steps, device, device_type, amp_dtype, rank=0, world_size=1):
     """Mean loss over the first `steps` batches of the val split: always the same batches (the loader is reset), and
     the same ones whatever the number of processes, which share them out (batch i to process i % world_size) and
-    add up their sums. So val losses of runs on different numbers of GPUs can be compared. `loader` must read the
-    split as a single process would (rank 0 of 1)."""
+    add up their sums, so runs on different numbers of GPUs can be compared. `loader` reads the split as a single
+    process would (rank 0 of 1)."""
     loader.reset()
     total = torch.zeros(2, device=device)  # (sum of losses, number of batches)
     for i in range(steps):
@@ -468,30 +474,23 @@ def val_loss(model, loader, steps, device, device_type, amp_dtype, ddp=False, ra
         with plumbing.autocast(device_type, amp_dtype):
             _, loss = model(x.to(device), y.to(device))
         total += torch.stack((loss.float(), torch.ones((), device=device)))
-    if ddp:
+    if world_size > 1:
         dist.all_reduce(total, op=dist.ReduceOp.SUM)
     return (total[0] / total[1]).item()
 
 
-def hellaswag_accuracy(model, device, device_type, amp_dtype, ddp, rank, world_size, data_dir, limit,
-                       batch_size):
+def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, args):
     """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
-    scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs."""
-    counts = hellaswag.evaluate(model, device=device, split="val", data_dir=data_dir, rank=rank,
-                                world_size=world_size, limit=limit, autocast_dtype=amp_dtype, batch_size=batch_size)
+    scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs. Pass the uncompiled model:
+    every batch of examples has its own length, and a compiled one would recompile for each."""
+    counts = hellaswag.evaluate(model, device=device, split="val", data_dir=args.hellaswag_dir, rank=rank,
+                                world_size=world_size, limit=args.hellaswag_limit, autocast_dtype=amp_dtype,
+                                batch_size=args.hellaswag_batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
-    if ddp:
+    if world_size > 1:
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
     _, correct_norm, total = counts.tolist()
     return correct_norm / total
-
-
-def all_reduce_mean(t, ddp, world_size):
-    """The mean of t over processes (SUM then divide: gloo has no AVG)."""
-    if ddp:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        t /= world_size
-    return t
 
 
 def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50, temperature=1.0, use_cache=True):
@@ -506,7 +505,38 @@ def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=
 
 
 # ----------------------------------------------------------------------------------------------------------------------
+# Distributed set-up
+
+
+def setup_distributed(requested_device):
+    """The facts of this process: (ddp, rank, local_rank, world_size, device, device_type). torchrun sets RANK,
+    LOCAL_RANK and WORLD_SIZE; without them this is the only process."""
+    ddp = "RANK" in os.environ
+    rank, local_rank, world_size = (int(os.environ.get(k, default)) for k, default in
+                                    (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
+    device, device_type = plumbing.pick_device(requested_device)
+    if ddp:
+        if device_type == "mps":
+            raise SystemExit("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or --device "
+                             "cpu")
+        if device_type == "cuda":
+            device = f"cuda:{local_rank}"  # one GPU per process, numbered within this machine
+            torch.cuda.set_device(device)
+        # NCCL moves gradients GPU to GPU; gloo is the CPU implementation.
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    print0(f"using device: {device}, {world_size} process(es)")
+    return ddp, rank, local_rank, world_size, device, device_type
+
+
+def print0(*args, **kwargs):
+    """print, from the master process only (rank 0, or a run without torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(*args, **kwargs, flush=True)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
 # Main
+
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(
@@ -615,181 +645,145 @@ def parse_args(argv=None):
     return args
 
 
-def setup_distributed(requested_device):
-    """The facts of this process: (ddp, rank, local_rank, world_size, device, device_type). torchrun sets RANK,
-    LOCAL_RANK and WORLD_SIZE; without them this is the only process."""
-    ddp = "RANK" in os.environ
-    if not ddp:
-        return (False, 0, 0, 1, *plumbing.pick_device(requested_device))
-    rank, local_rank, world_size = (int(os.environ[k]) for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE"))
-    device, device_type = plumbing.pick_device(requested_device)
-    if device_type == "mps":
-        raise SystemExit("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or --device cpu")
-    if device_type == "cuda":
-        device = f"cuda:{local_rank}"  # one GPU per process, numbered within this machine
-        torch.cuda.set_device(device)
-    # NCCL moves gradients GPU to GPU; gloo is the CPU implementation.
-    dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
-    return True, rank, local_rank, world_size, device, device_type
+def load_run(args, world_size):
+    """The model to train and, with --resume, the checkpoint to continue from (else None)."""
+    args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
+    path = plumbing.latest_checkpoint(args.log_dir) if args.resume == "auto" else args.resume
+    if args.resume == "auto" and path is None:
+        print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
+    checkpoint = None
+    if path is not None:
+        model, checkpoint = GPT.from_checkpoint(path)
+        plumbing.check_resumable(path, checkpoint, args, world_size)
+        print0(f"resuming from {path} at step {checkpoint['step']}")
+    elif args.init_from != "scratch":
+        model = GPT.load(args.init_from)
+    else:
+        model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
+                              n_head=args.n_head, n_embd=args.n_embd))
+    if args.max_steps > 0 and args.seq_len > model.config.block_size:  # a loaded model's context is known only now
+        raise SystemExit(f"--seq_len {args.seq_len} is longer than the model's context of {model.config.block_size} "
+                         "tokens; lower --seq_len")
+    return model, checkpoint
 
 
-def print0(*args, **kwargs):
-    """print, from the master process only (rank 0, or a run without torchrun)."""
+def sample_only(model, args, device, ddp):
+    """--max_steps 0: nothing to train, just sample (the lecture's demo with --init_from gpt2)."""
     if int(os.environ.get("RANK", "0")) == 0:
-        print(*args, **kwargs, flush=True)
+        for text in sample(model, tiktoken.get_encoding("gpt2"), args.prompt, args.num_samples, args.max_new_tokens,
+                           device, args.seed):
+            print0(">", text)
+    plumbing.end_distributed(ddp)
+
+
+def export_hf(args):
+    """--export_hf DIR: write the --init_from model as a HuggingFace directory, and nothing else."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, one process writes
+    GPT.load(args.init_from).save_pretrained(args.export_hf)
+    print0(f"wrote {args.export_hf}/: load it with GPT2LMHeadModel.from_pretrained({args.export_hf!r})")
+
+
+def report(step, kind, label, value, log):
+    """Print an evaluation's result and append it to log.txt."""
+    print0(f"step {step:5d} | {label} {value:.4f}")
+    log.write(f"{step} {kind} {value:.4f}")
+
+
+def not_finite(step, loss, norm, args, log):
+    """A NaN or inf loss or gradient norm would poison the weights for good: stop the run, or (--skip_nonfinite)
+    log the step as skipped and return True. The loss is averaged and the gradients synced, so every process sees
+    the same numbers and takes the same branch."""
+    if math.isfinite(loss.item()) and math.isfinite(norm.item()):
+        return False
+    if not args.skip_nonfinite:
+        raise SystemExit(plumbing.nonfinite_message(step, f"loss {loss.item()}, gradient norm {norm.item()}", args))
+    print0(f"step {step:5d} | loss {loss.item()} | norm {norm.item()} | not finite: step skipped")
+    log.write(f"{step} skipped {loss.item()}")
+    return True
 
 
 @plumbing.command_line
 def main(argv=None):
     args = parse_args(argv)
+    if args.export_hf:
+        return export_hf(args)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
-    print0(f"using device: {device}, {world_size} process(es)")
     B, T = args.batch_size, args.seq_len
-    # Checked before any work is done, so a wrong batch size costs seconds, not a model build.
-    grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)
+    grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)  # checked before any work
     print0(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T} "
            f"on each of {world_size} process(es)")
-
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
     if device_type == "cuda":
-        # TF32: fp32 matmuls on tensor cores with a 10-bit mantissa, several times faster on A100/H100. Training is
-        # not hurt by the lost precision. Only on CUDA: on a CPU the setting could trade precision for nothing.
-        torch.set_float32_matmul_precision("high")
+        torch.set_float32_matmul_precision("high")  # TF32: fp32 matmuls on tensor cores, several times faster
     amp_dtype = plumbing.pick_autocast_dtype(args.dtype, device_type)
     print0(f"autocast dtype: {amp_dtype or 'none (float32)'}")
-
-    resume = None
-    if args.resume is not None:
-        path = plumbing.latest_checkpoint(args.log_dir) if args.resume == "auto" else args.resume
-        if path is None:
-            print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
-        else:
-            model, resume = GPT.from_checkpoint(path)
-            plumbing.check_resumable(path, resume, args, world_size)
-            print0(f"resuming from {path} at step {resume['step']}")
-    args.world_size = world_size  # saved in checkpoints, for the check above
-
-    if resume is None:  # (a resumed run's model came with its checkpoint)
-        if args.init_from == "scratch":
-            config = GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
-                               n_head=args.n_head, n_embd=args.n_embd)
-            model = GPT(config)
-        else:
-            model = GPT.load(args.init_from)
-    if args.export_hf:
-        if master_process:
-            model.save_pretrained(args.export_hf)
-            print0(f"wrote {args.export_hf}/: load it with GPT2LMHeadModel.from_pretrained({args.export_hf!r})")
-        if ddp:
-            dist.destroy_process_group()
-        return
+    model, resume = load_run(args, world_size)
     model.to(device)
-    use_compile = plumbing.use_compile(args.compile, device_type)
-    raw_model = model  # the plain module: same parameters, used for whatever must not go through the compiled graph
-    if use_compile:
-        # torch.compile fuses the elementwise work between matmuls into a few kernels and skips Python overhead.
-        # The training step always has the same shapes, so it compiles once. Sampling (raw_model.generate) grows
-        # the sequence by one token per call, which would recompile at every length: it uses the raw module.
-        model = torch.compile(model)
+    if args.max_steps == 0:
+        return sample_only(model, args, device, ddp)
+    raw_model = model  # the plain module, for what must not go through the compiled graph
+    if plumbing.use_compile(args.compile, device_type):
+        model = torch.compile(model)  # fuses the work between matmuls into few kernels, skips Python overhead
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
-    if ddp:
-        # DDP averages the gradients over processes during backward(), overlapping the communication with it.
+    if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
-
+    train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
+                                  shuffle=args.shuffle, seed=args.seed, vocab_size=raw_model.config.vocab_size)
+    # Every process reads the val split whole, as one process would; val_loss shares the batches out.
+    val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=raw_model.config.vocab_size)
+    optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
+    for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
+        print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
+    if args.hellaswag:
+        hellaswag.download_once("val", args.hellaswag_dir, master_process, ddp)
+    start_step = plumbing.restore_run(resume, optimizer, train_loader, device_type) if resume else 0
+    log = plumbing.Log(args.log_dir, resume_step=start_step if resume else None, write=master_process)
     enc = tiktoken.get_encoding("gpt2")
-    if args.max_steps > 0:
-        if T > raw_model.config.block_size:
-            raise SystemExit(f"--seq_len {T} is longer than the model's context of {raw_model.config.block_size} "
-                             "tokens; lower --seq_len")
-        vocab_size = raw_model.config.vocab_size
-        train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
-                                      shuffle=args.shuffle, seed=args.seed, vocab_size=vocab_size)
-        optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
-        for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
-            print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
-        # Every process reads the val split whole, as one process would; val_loss shares the batches out.
-        val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=vocab_size)
-        if args.hellaswag:
-            if master_process:
-                hellaswag.download("val", args.hellaswag_dir)  # once, before the other processes look for it
-            if ddp:
-                dist.barrier()
-        start_step = 0
-        if resume is not None:
-            start_step = plumbing.restore_run(resume, optimizer, train_loader, device_type)
-        log = plumbing.Log(args.log_dir, resume_step=start_step if resume is not None else None, write=master_process)
-        peak = plumbing.peak_flops(device_type)
-        flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
-        # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
-        for step in range(start_step, args.max_steps + 1):
-            last_step = step == args.max_steps
-            checkpoint_due = step > 0 and (step % args.checkpoint_interval == 0 or last_step)
-            # A resumed run's first step was evaluated (and checkpointed) by the run that saved it.
-            evaluated = resume is not None and step == start_step
-            if (step % args.eval_interval == 0 or last_step or checkpoint_due) and not evaluated:
-                # The same val batches every time, on the compiled model: same shapes as training, so compile
-                # handles it (one more graph, for no_grad). Its time is not part of the step's dt below.
-                loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, ddp,
-                                    rank, world_size)
-                if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
-                    raise SystemExit(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
-                print0(f"step {step:5d} | val loss {loss_val:.4f}")
-                if master_process:
-                    log.write(f"{step} val {loss_val:.4f}")
-                if master_process and checkpoint_due:
-                    path = os.path.join(args.log_dir, f"model_{step:05d}.pt")
-                    plumbing.save_checkpoint(path, raw_model, step, loss_val, args, optimizer, train_loader)
-                    print0(f"step {step:5d} | saved {path}")
-            if args.hellaswag and (step % args.eval_interval == 0 or last_step) and not evaluated:
-                # On the uncompiled module: every batch of examples has its own length, and the compiled model
-                # would recompile for each new one.
-                acc_norm = hellaswag_accuracy(raw_model, device, device_type, amp_dtype, ddp, rank, world_size,
-                                              args.hellaswag_dir, args.hellaswag_limit, args.hellaswag_batch_size)
-                print0(f"step {step:5d} | HellaSwag acc_norm {acc_norm:.4f}")
-                if master_process:
-                    log.write(f"{step} hella {acc_norm:.4f}")
-            if master_process and ((step > 0 and step % args.sample_interval == 0) or last_step) and not evaluated:
-                # Uncompiled, like HellaSwag: generation changes the sequence length at every token.
-                for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device,
-                                   args.seed):
-                    print0(f"step {step:5d} | sample: {text!r}")
-            if last_step:
-                break
-            t0 = time.perf_counter()
-            optimizer.zero_grad()
-            loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
-            all_reduce_mean(loss, ddp, world_size)  # each process saw its own share of the batch
-            # Clip the global gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch with a huge gradient
-            # cannot throw the model far. The norm is printed: a norm that keeps climbing is an early sign of trouble.
-            norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            # A NaN or inf here would poison the weights for good. The loss is averaged and the gradients synced,
-            # so every process sees the same numbers and takes the same branch.
-            if not (math.isfinite(loss.item()) and math.isfinite(norm.item())):
-                if not args.skip_nonfinite:
-                    what = f"loss {loss.item()}, gradient norm {norm.item()}"
-                    raise SystemExit(plumbing.nonfinite_message(step, what, args))
-                print0(f"step {step:5d} | loss {loss.item()} | norm {norm.item()} | not finite: step skipped")
-                if master_process:
-                    log.write(f"{step} skipped {loss.item()}")
-                continue
-            lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.step()
-            plumbing.synchronize(device_type)
-            dt = time.perf_counter() - t0
-            mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
-            print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "
-                   f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
-            if master_process:
-                log.write(f"{step} train {loss.item():.6f}")
-
-    if args.max_steps == 0 and master_process:  # nothing to train: just sample (the demo with --init_from gpt2)
-        for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
-            print0(">", text)
-    if ddp:
-        dist.destroy_process_group()
+    flops_per_step, peak = raw_model.flops_per_token(T) * args.total_batch_size, plumbing.peak_flops(device_type)
+    # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
+    for step in range(start_step, args.max_steps + 1):
+        last_step = step == args.max_steps
+        fresh = resume is None or step > start_step  # else the run that saved the checkpoint evaluated this step
+        checkpoint_due = fresh and step > 0 and (step % args.checkpoint_interval == 0 or last_step)
+        if fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due:
+            loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, rank,
+                                world_size)
+            if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
+                raise SystemExit(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
+            report(step, "val", "val loss", loss_val, log)
+            if checkpoint_due and master_process:
+                path = os.path.join(args.log_dir, f"model_{step:05d}.pt")
+                plumbing.save_checkpoint(path, raw_model, step, loss_val, args, optimizer, train_loader)
+                print0(f"step {step:5d} | saved {path}")
+        if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
+            acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args)
+            report(step, "hella", "HellaSwag acc_norm", acc_norm, log)
+        if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
+            for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
+                print0(f"step {step:5d} | sample: {text!r}")  # uncompiled: the length changes at every token
+        if last_step:
+            break
+        t0 = time.perf_counter()
+        optimizer.zero_grad()
+        loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
+        all_reduce_mean(loss, ddp, world_size)  # each process saw its own share of the batch
+        # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if not_finite(step, loss, norm, args, log):  # stops the run, or with --skip_nonfinite skips the step
+            continue
+        lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.step()
+        plumbing.synchronize(device_type)
+        dt = time.perf_counter() - t0
+        mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
+        print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "
+               f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
+        log.write(f"{step} train {loss.item():.6f}")
+    plumbing.end_distributed(ddp)
 
 
 if __name__ == "__main__":
