@@ -369,8 +369,25 @@ WARMUP_TOKENS = 375e6  # GPT-3 paper, appendix B: linear warmup over the first 3
 TRAIN_TOKENS = 10e9  # one pass over FineWeb-Edu sample-10BT
 
 
-def preset(name):
-    """The flags a --model preset sets, by flag name."""
-    n_layer, n_head, n_embd, context, total_batch_size, max_lr = MODEL_PRESETS[name]
-    return dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context, seq_len=context,
-                batch_size=64 * 1024 // context, total_batch_size=total_batch_size, max_lr=max_lr)
+# The flags a preset sets, and those derived from them. parse_args starts them UNSET, so that a flag the command line
+# leaves out can be told from one typed out with its default value.
+PRESET_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "seq_len", "batch_size", "total_batch_size", "max_lr",
+                "max_steps", "warmup_steps", "min_lr")
+UNSET = object()
+
+
+def apply_preset(args):
+    """Give every flag of PRESET_FLAGS that the command line left UNSET its value from the --model preset; the run
+    length and warmup follow the total batch (10B and 375M tokens), min_lr is 0.1 * max_lr as in GPT-3."""
+    n_layer, n_head, n_embd, context, total_batch_size, max_lr = MODEL_PRESETS[args.model]
+    values = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context, seq_len=context,
+                  batch_size=64 * 1024 // context, total_batch_size=total_batch_size, max_lr=max_lr)
+    for name, value in values.items():
+        if getattr(args, name) is UNSET:
+            setattr(args, name, value)
+    if args.max_steps is UNSET:
+        args.max_steps = int(TRAIN_TOKENS // args.total_batch_size)
+    if args.warmup_steps is UNSET:
+        args.warmup_steps = int(WARMUP_TOKENS // args.total_batch_size)
+    if args.min_lr is UNSET:
+        args.min_lr = 0.1 * args.max_lr

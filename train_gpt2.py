@@ -549,39 +549,44 @@ def parse_args(argv=None):
                         help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a "
                              "local directory written by GPT2LMHeadModel.save_pretrained, or a model_STEP.pt "
                              "checkpoint of this script (its weights; the step and optimizer start afresh)")
-    parser.add_argument("--weight_decay", type=float, default=0.1,
-                        help="AdamW weight decay of the matmul weights and embeddings (GPT-3 paper: 0.1)")
+    # The model and the recipe. The defaults are GPT-2 124M's; --model picks another preset (plumbing.MODEL_PRESETS),
+    # which sets every one of these that the command line leaves out.
     parser.add_argument("--model", default="gpt2", choices=list(plumbing.MODEL_PRESETS),
                         help="the size to train from scratch: sets the shape, the context, the batch and the "
                              "learning rate of the recipe; every one of them can still be set by its own flag")
-    parser.add_argument("--n_layer", type=int, default=None, help="transformer blocks (default: from --model)")
-    parser.add_argument("--n_head", type=int, default=None, help="attention heads per block (default: from --model)")
-    parser.add_argument("--n_embd", type=int, default=None, help="width of the residual stream (default: from --model)")
-    parser.add_argument("--block_size", type=int, default=None,
-                        help="longest context the model can see (default: from --model, 1024 for GPT-2)")
+    parser.add_argument("--n_layer", type=int, default=12, help="transformer blocks (default: %(default)s)")
+    parser.add_argument("--n_head", type=int, default=12, help="attention heads per block (default: %(default)s)")
+    parser.add_argument("--n_embd", type=int, default=768, help="width of the residual stream (default: %(default)s)")
+    parser.add_argument("--block_size", type=int, default=1024,
+                        help="longest context the model can see (default: %(default)s)")
     parser.add_argument("--vocab_size", type=int, default=50304,
-                        help="vocabulary size (scratch only); 50304 = GPT-2's 50257 padded to a multiple of 128, "
-                             "which GPU matmul kernels handle faster")
-    parser.add_argument("--batch_size", type=int, default=None,
-                        help="B: rows per micro-batch (per process); default 64 at context 1024, 32 at 2048")
-    parser.add_argument("--seq_len", type=int, default=None, help="T: tokens per row (default: the context)")
+                        help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
+                             "matmul kernels handle faster (default: %(default)s)")
+    parser.add_argument("--batch_size", type=int, default=64,
+                        help="B: rows per micro-batch, per process (default: %(default)s)")
+    parser.add_argument("--seq_len", type=int, default=1024, help="T: tokens per row (default: %(default)s)")
+    parser.add_argument("--total_batch_size", type=int, default=2**19,
+                        help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s = "
+                             "2**19; GPT-3 paper, table 2.1: 0.5M for the 125M model)")
+    parser.add_argument("--max_steps", type=int, default=19073,
+                        help="optimizer steps; 0 only samples (default: %(default)s, one pass over 10B tokens; "
+                             "with another --total_batch_size or --model, the steps of 10B tokens)")
+    parser.add_argument("--warmup_steps", type=int, default=715,
+                        help="steps of linear learning-rate warmup (default: %(default)s, 375M tokens as in GPT-3; "
+                             "with another --total_batch_size or --model, the steps of 375M tokens)")
+    parser.add_argument("--max_lr", type=float, default=6e-4,
+                        help="peak learning rate, after warmup (default: %(default)s; GPT-3 paper, table 2.1: 6e-4 "
+                             "for the 125M model)")
+    parser.add_argument("--min_lr", type=float, default=6e-5,
+                        help="learning rate at the end of the cosine decay (default: %(default)s, 0.1 * max_lr as "
+                             "in GPT-3)")
+    parser.add_argument("--weight_decay", type=float, default=0.1,
+                        help="AdamW weight decay of the matmul weights and embeddings (default: %(default)s, as in "
+                             "GPT-3)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
                         help="each epoch, read the train shards in a new seeded order, and the documents of each shard "
                              "too (off by default: the lecture's recipe reads the data in order)")
-    parser.add_argument("--total_batch_size", type=int, default=None,
-                        help="tokens per optimizer step, reached by gradient accumulation (default: from --model; "
-                             "GPT-3 paper, table 2.1: 0.5M for the 125M model, 2**19 here)")
-    parser.add_argument("--max_steps", type=int, default=None,
-                        help="optimizer steps; 0 only samples (default: one pass over 10B tokens, 19073 steps of "
-                             "524,288 tokens)")
-    parser.add_argument("--warmup_steps", type=int, default=None,
-                        help="steps of linear learning-rate warmup (default: 375M tokens as in GPT-3, 715 steps of "
-                             "524,288 tokens)")
-    parser.add_argument("--max_lr", type=float, default=None,
-                        help="peak learning rate, after warmup (default: from --model; GPT-3 paper, table 2.1: 6e-4 "
-                             "for the 125M model)")
-    parser.add_argument("--min_lr", type=float, default=None,
-                        help="learning rate at the end of the cosine decay (default: 0.1 * max_lr, as in GPT-3)")
+    # Speed
     parser.add_argument("--device", default="auto",
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
@@ -589,6 +594,7 @@ def parse_args(argv=None):
                              "instructions, float32 elsewhere")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
+    # Evaluation, sampling, checkpoints
     parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
     parser.add_argument("--log_dir", default="log", help="where log.txt (and checkpoints) are written")
     parser.add_argument("--eval_interval", type=int, default=250,
@@ -620,17 +626,10 @@ def parse_args(argv=None):
                         help="print samples every this many steps (and at the end)")
     parser.add_argument("--num_samples", type=int, default=4, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=int, default=32, help="length of each continuation, in tokens")
-    args = parser.parse_args(argv)
-    # Whatever was not set by its own flag comes from the preset; derived numbers are computed, never typed twice.
-    for name, value in plumbing.preset(args.model).items():
-        if getattr(args, name) is None:
-            setattr(args, name, value)
-    if args.max_steps is None:
-        args.max_steps = int(plumbing.TRAIN_TOKENS // args.total_batch_size)
-    if args.warmup_steps is None:
-        args.warmup_steps = int(plumbing.WARMUP_TOKENS // args.total_batch_size)
-    if args.min_lr is None:
-        args.min_lr = 0.1 * args.max_lr
+    # The recipe's flags start UNSET, so that the preset can fill those the command line leaves out (the literal
+    # defaults above are what the default preset, gpt2, gives them; a test keeps the two equal).
+    args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(plumbing.PRESET_FLAGS, plumbing.UNSET)))
+    plumbing.apply_preset(args)
     if args.n_embd % args.n_head != 0:
         parser.error(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}: each head gets an equal "
                      "share of the channels; pick values that divide")

@@ -37,3 +37,45 @@ def test_flags_override_the_preset():
     args = parse_args(["--model", "gpt2-medium", "--n_layer", "4", "--max_lr", "1e-3", "--seq_len", "256"])
     assert (args.n_layer, args.n_head, args.n_embd) == (4, 16, 1024)
     assert (args.max_lr, args.seq_len, args.block_size) == (1e-3, 256, 1024)
+
+
+def the_parser(monkeypatch):
+    """The ArgumentParser that parse_args builds, caught as it parses."""
+    import argparse
+    caught = {}
+    real = argparse.ArgumentParser.parse_args
+
+    def spy(self, *args, **kwargs):
+        caught["parser"] = self
+        return real(self, *args, **kwargs)
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", spy)
+    return parse_args([]), caught["parser"]
+
+
+def test_the_literal_defaults_are_the_default_preset(monkeypatch):
+    # --help shows the parser's defaults; the run uses the gpt2 preset's values. They must be the same numbers.
+    from plumbing import PRESET_FLAGS
+    args, parser = the_parser(monkeypatch)
+    for name in PRESET_FLAGS:
+        assert parser.get_default(name) == pytest.approx(getattr(args, name)), name
+
+
+def test_help_shows_the_recipe_numbers(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    help_text = " ".join(capsys.readouterr().out.split("options:")[1].split())  # argparse wraps lines: undo it
+    for flag, value in [("batch_size", "64"), ("max_steps", "19073"), ("warmup_steps", "715"), ("max_lr", "0.0006"),
+                        ("total_batch_size", "524288"), ("n_layer", "12"), ("n_embd", "768")]:
+        entry = help_text.split(f"--{flag} {flag.upper()}")[1].split(" --")[0]  # this flag's help
+        assert f"(default: {value}" in entry, flag
+
+
+def test_a_preset_sets_only_what_the_command_line_leaves_out():
+    # A value typed out is kept even when it equals the default: gpt2-medium's max_lr is 3e-4, this one asks 6e-4.
+    args = parse_args(["--model", "gpt2-medium", "--max_lr", "6e-4", "--batch_size", "64"])
+    assert (args.n_layer, args.max_lr, args.min_lr, args.batch_size) == (24, 6e-4, pytest.approx(6e-5), 64)
+    # The run length and warmup follow the total batch unless they are set.
+    args = parse_args(["--total_batch_size", str(2**20)])
+    assert (args.max_steps, args.warmup_steps) == (int(10e9 // 2**20), int(375e6 // 2**20))
+    args = parse_args(["--total_batch_size", str(2**20), "--max_steps", "19073"])
+    assert args.max_steps == 19073
