@@ -7,6 +7,7 @@ import contextlib
 import functools
 import hashlib
 import os
+import re
 import sys
 import urllib.request
 from dataclasses import asdict
@@ -192,10 +193,14 @@ def hf_load_error(name_or_path, e, openai_models):
 
 
 def latest_checkpoint(log_dir):
-    """The checkpoint of log_dir with the highest step, or None."""
-    names = sorted(f for f in os.listdir(log_dir) if f.startswith("model_") and f.endswith(".pt")) \
-        if os.path.isdir(log_dir) else []
-    return os.path.join(log_dir, names[-1]) if names else None  # zero-padded steps sort as numbers
+    """The checkpoint of log_dir with the highest step, or None. By the step number, not the name: model_100000.pt
+    sorts before model_99999.pt."""
+    steps = {}
+    for name in os.listdir(log_dir) if os.path.isdir(log_dir) else []:
+        match = re.fullmatch(r"model_(\d+)\.pt", name)
+        if match:
+            steps[int(match.group(1))] = name
+    return os.path.join(log_dir, steps[max(steps)]) if steps else None
 
 
 def check_resumable(path, checkpoint, args, world_size):

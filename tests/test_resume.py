@@ -99,3 +99,10 @@ def test_a_run_killed_with_sigkill_resumes_in_a_new_process_to_the_straight_run(
     b = torch.load(killed / "model_00060.pt", weights_only=True)
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
+
+
+def test_resume_auto_picks_the_highest_step_not_the_last_name(tmp_path):
+    # Past step 99,999 the zero padding runs out: model_100000.pt sorts before model_99999.pt by name.
+    for name in ("model_99999.pt", "model_100000.pt", "model_05000.pt", "model_final.pt", "model_100001.pt.tmp"):
+        (tmp_path / name).write_bytes(b"")
+    assert train_gpt2.plumbing.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model_100000.pt")
