@@ -8,12 +8,14 @@ import functools
 import hashlib
 import os
 import re
+import socket
 import sys
 import urllib.request
 from dataclasses import asdict
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 
 class InputError(ValueError):
@@ -30,6 +32,26 @@ def command_line(main):
         except InputError as e:
             raise SystemExit(str(e)) from None
     return run
+
+
+def machine():
+    """This process's machine, for messages: torchrun's node rank and the host name."""
+    return f"node {os.environ.get('GROUP_RANK', '0')} ({socket.gethostname()})"
+
+
+def stop_if_any_failed(error, ddp):
+    """Every process passes None, or a message saying what went wrong on it. If any process has a message, every
+    process stops with it, naming the machines where it happened (each machine prints it once): none is left
+    waiting in a collective for a process that stopped."""
+    if ddp:
+        errors = [None] * dist.get_world_size()
+        dist.all_gather_object(errors, (error, machine()))
+        failed = [(e, where) for e, where in errors if e]
+        if failed:
+            places = ", ".join(dict.fromkeys(where for _, where in failed))
+            raise SystemExit(f"{failed[0][0]} [on {places}]" if os.environ.get("LOCAL_RANK", "0") == "0" else 1)
+    elif error:
+        raise SystemExit(error)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -201,6 +223,23 @@ def latest_checkpoint(log_dir):
         if match:
             steps[int(match.group(1))] = name
     return os.path.join(log_dir, steps[max(steps)]) if steps else None
+
+
+def checkpoint_to_resume(resume, log_dir, ddp):
+    """The checkpoint --resume names (auto: the newest in log_dir, or None if there is none yet), as rank 0 sees it.
+    Only rank 0 writes checkpoints, so another machine's log_dir may lack it or hold older ones of its own: rank 0
+    decides, tells every process, and every process must be able to read that file before any loads it."""
+    path = latest_checkpoint(log_dir) if resume == "auto" else resume
+    if ddp:
+        shared = [path]
+        dist.broadcast_object_list(shared, src=0)
+        path = shared[0]
+    if path is not None:
+        readable = os.path.isfile(path) and os.access(path, os.R_OK)
+        advice = (f"; checkpoints are written by rank 0 only: put --log_dir on a file system that every machine "
+                  f"shares, or copy {path} to the same path on every machine") if ddp else ""
+        stop_if_any_failed(None if readable else f"--resume {path}: no such checkpoint here{advice}", ddp)
+    return path
 
 
 def check_resumable(path, checkpoint, args, world_size):

@@ -644,10 +644,10 @@ def parse_args(argv=None):
     return args
 
 
-def load_run(args, world_size):
+def load_run(args, world_size, ddp):
     """The model to train and, with --resume, the checkpoint to continue from (else None)."""
     args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
-    path = plumbing.latest_checkpoint(args.log_dir) if args.resume == "auto" else args.resume
+    path = plumbing.checkpoint_to_resume(args.resume, args.log_dir, ddp) if args.resume else None
     if args.resume == "auto" and path is None:
         print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
     checkpoint = None
@@ -718,7 +718,7 @@ def main(argv=None):
         torch.set_float32_matmul_precision("high")  # TF32: fp32 matmuls on tensor cores, several times faster
     amp_dtype = plumbing.pick_autocast_dtype(args.dtype, device_type)
     print0(f"autocast dtype: {amp_dtype or 'none (float32)'}")
-    model, resume = load_run(args, world_size)
+    model, resume = load_run(args, world_size, ddp)
     model.to(device)
     if args.max_steps == 0:
         return sample_only(model, args, device, ddp)

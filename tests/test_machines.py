@@ -1,0 +1,77 @@
+"""Several machines, simulated on this one: torchrun nodes (static rendezvous on localhost), each working in a
+directory of its own, which stands in for its own disk. Relative paths (--log_dir log, --data input.txt) then name
+different files on different "machines", as they would without a shared file system."""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FAKES = os.path.join(ROOT, "tests", "fakes.py")
+TINY = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
+        "--warmup_steps", "1", "--val_steps", "2", "--eval_interval", "2", "--checkpoint_interval", "2",
+        "--sample_interval", "100", "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2",
+        "--log_dir", "log"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(machines, argv, nproc=1, env=None, timeout=240):
+    """Run train_gpt2.py (through tests/fakes.py) as one torchrun node per directory in `machines`; return each
+    node's (returncode, stdout + stderr). A run that does not end within `timeout` seconds hung: it fails the test."""
+    port = free_port()
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
+    procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", f"--nnodes={len(machines)}",
+                               f"--node_rank={node}", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
+                               f"--master_port={port}", FAKES, os.path.join(ROOT, "train_gpt2.py"), *argv],
+                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+             for node, cwd in enumerate(machines)]
+    try:
+        outs = [p.communicate(timeout=timeout)[0] for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail(f"the processes were still running after {timeout} s: they hung")
+    return [(p.returncode, out) for p, out in zip(procs, outs)]
+
+
+@pytest.fixture
+def two_machines(tmp_path, shakespeare):
+    machines = [tmp_path / "machine0", tmp_path / "machine1"]
+    for m in machines:
+        m.mkdir()
+        shutil.copy(shakespeare, m / "input.txt")
+    return machines
+
+
+def test_resume_on_a_machine_without_the_checkpoint_stops_every_process_with_one_message(two_machines):
+    argv = ["--data", "input.txt", "--no-hellaswag", "--total_batch_size", "128", *TINY]
+    first = launch(two_machines, [*argv, "--max_steps", "2"])
+    assert all(rc == 0 for rc, _ in first), first
+    assert os.listdir(two_machines[0] / "log") == ["log.txt", "model_00002.pt"] or \
+        sorted(os.listdir(two_machines[0] / "log")) == ["log.txt", "model_00002.pt"]
+    assert not (two_machines[1] / "log").exists()  # only rank 0 writes: machine 1 has no checkpoint
+
+    # Rank 0 would resume at step 2 and rank 1 start at step 0: their collectives would not match.
+    resumed = launch(two_machines, [*argv, "--max_steps", "4", "--resume", "auto"])
+    assert all(rc != 0 for rc, _ in resumed)
+    for rc, out in resumed:  # each machine says it, once
+        assert out.count("--resume log/model_00002.pt: no such checkpoint here") == 1, out
+        assert "copy log/model_00002.pt to the same path on every machine" in out
+        assert "[on node 1 (" in out  # the machine that lacks it
+
+    # Copied over, as the message says: now it resumes on both machines.
+    (two_machines[1] / "log").mkdir()
+    shutil.copy(two_machines[0] / "log" / "model_00002.pt", two_machines[1] / "log")
+    resumed = launch(two_machines, [*argv, "--max_steps", "4", "--resume", "auto"])
+    assert all(rc == 0 for rc, _ in resumed), resumed
+    assert "resuming from log/model_00002.pt at step 2" in resumed[0][1]
