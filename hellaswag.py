@@ -39,17 +39,14 @@ divides by the ending's length in characters/bytes rather than in tokens, so its
 Random guessing gives 0.25.
 """
 import argparse
-import http.client
 import json
 import os
-import tempfile
-import urllib.request
 
 import tiktoken
 import torch
 from torch.nn import functional as F
-from tqdm import tqdm
 
+import plumbing
 from plumbing import autocast, command_line, pick_autocast_dtype, pick_device
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
@@ -73,45 +70,12 @@ def download(split, data_dir="hellaswag"):
     if os.path.exists(path):
         return path
     url = DATA_URL.format(split=split)
-    os.makedirs(data_dir, exist_ok=True)
-    # A unique temporary name in the same directory: os.replace is atomic only within one filesystem, and under
-    # torchrun every rank may download at once; each then writes its own file and the renames cannot mix them.
-    fd, tmp_path = tempfile.mkstemp(prefix=f".hellaswag_{split}.", suffix=".part", dir=data_dir)
     try:
-        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
-            # urlopen follows redirects; make sure none of them took us off HTTPS.
-            if not response.geturl().startswith("https://"):
-                raise OSError(f"redirected to a non-HTTPS address: {response.geturl()}")
-            expected = response.headers.get("Content-Length")
-            expected = int(expected) if expected is not None else None
-            written = 0
-            with tqdm(total=expected, unit="iB", unit_scale=True, desc=os.path.basename(path)) as bar:
-                while chunk := response.read(1 << 20):
-                    f.write(chunk)
-                    written += len(chunk)
-                    bar.update(len(chunk))
-            # A connection that closes early can look like a normal end of stream; check the length we were promised.
-            if expected is not None and written != expected:
-                raise OSError(f"download cut short: got {written:,} of {expected:,} bytes")
-        os.chmod(tmp_path, 0o644)  # mkstemp makes the file private to us; a data file should be readable as usual
-        os.replace(tmp_path, path)
-    except (OSError, http.client.HTTPException) as e:  # URLError, timeouts and refused connections are OSErrors
+        plumbing.download(url, path)
+    except OSError as e:  # URLError, timeouts, refused connections, a download cut short
         raise SystemExit(f"could not download HellaSwag {split} from {url}: {e}\n"
                          f"If this machine is offline, download that file elsewhere and put it at {path}") from e
-    finally:
-        # After a successful rename the temporary name is gone; after any failure (Ctrl-C included) drop it, so
-        # no partial file is ever left behind.
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
     return path
-
-
-def download_once(split, data_dir, master_process, ddp):
-    """Under torchrun: the master process downloads the split, the others wait until it is there."""
-    if master_process:
-        download(split, data_dir)
-    if ddp:
-        torch.distributed.barrier()
 
 
 def _check_example(example, path, lineno):

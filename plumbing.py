@@ -6,16 +6,19 @@ recipe without it. It imports nothing of the project, so every script can import
 import contextlib
 import functools
 import hashlib
+import http.client
 import os
 import re
 import socket
 import sys
+import tempfile
 import urllib.request
 from dataclasses import asdict
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from tqdm import tqdm
 
 
 class InputError(ValueError):
@@ -67,28 +70,64 @@ def sha256_of(path):
         return hashlib.sha256(f.read()).hexdigest()
 
 
+def download(url, path, sha256=None):
+    """Fetch url into path, or raise an OSError saying why not. The bytes go to a temporary name of their own in the
+    same folder and are renamed only once checked (HTTPS all the way, the length the server announced, the sha256
+    if given): a failed download never leaves a file that looks whole, and processes that download the same file
+    at once (machines sharing a file system) never mix their bytes."""
+    folder = os.path.dirname(path) or "."
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".part", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f, urllib.request.urlopen(url, timeout=60) as response:
+            if not response.geturl().startswith("https://"):  # urlopen follows redirects, to anywhere
+                raise OSError(f"redirected to a non-HTTPS address: {response.geturl()}")
+            expected = response.headers.get("Content-Length")
+            expected = int(expected) if expected is not None else None
+            written = 0
+            with tqdm(total=expected, unit="iB", unit_scale=True, desc=os.path.basename(path)) as bar:
+                while chunk := response.read(1 << 20):
+                    f.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+            # A connection that closes early can look like a normal end of stream.
+            if expected is not None and written != expected:
+                raise OSError(f"download cut short: got {written:,} of {expected:,} bytes")
+        if sha256 is not None and sha256_of(tmp) != sha256:
+            raise OSError(f"the file has the wrong sha256 (expected {sha256}); nothing was kept, try again later")
+        os.chmod(tmp, 0o644)  # mkstemp makes the file private; a data file should be readable as usual
+        os.replace(tmp, path)
+    except http.client.HTTPException as e:
+        raise OSError(f"{type(e).__name__}: {e}") from e
+    finally:
+        if os.path.exists(tmp):  # after any failure, Ctrl-C included
+            os.remove(tmp)
+
+
 def fetch_tiny_shakespeare(path="input.txt"):
-    """Make sure `path` holds tiny Shakespeare: download it if missing, and check its sha256 either way. The download
-    goes to a temporary name, renamed only once its checksum is right."""
+    """Make sure `path` holds tiny Shakespeare: download it if missing, and check its sha256 either way."""
     if not os.path.exists(path):
-        tmp = path + ".tmp"
         print(f"downloading tiny Shakespeare to {path}")
         try:
-            with urllib.request.urlopen(TINY_SHAKESPEARE_URL, timeout=60) as response, open(tmp, "wb") as f:
-                f.write(response.read())
+            download(TINY_SHAKESPEARE_URL, path, TINY_SHAKESPEARE_SHA256)
         except OSError as e:
-            if os.path.exists(tmp):
-                os.remove(tmp)
             raise SystemExit(f"could not download tiny Shakespeare from {TINY_SHAKESPEARE_URL} ({e}); "
                              f"download it by hand to {path}, or pass --data with a text file of your own")
-        if sha256_of(tmp) != TINY_SHAKESPEARE_SHA256:
-            os.remove(tmp)
-            raise SystemExit(f"the file downloaded from {TINY_SHAKESPEARE_URL} has the wrong sha256 "
-                             f"(expected {TINY_SHAKESPEARE_SHA256}); nothing was kept, try again later")
-        os.replace(tmp, path)
     elif sha256_of(path) != TINY_SHAKESPEARE_SHA256:
         raise SystemExit(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
                          "to download it again, or, if it is your own text, give it another name and pass --data")
+
+
+def once_per_machine(job, local_rank, ddp):
+    """job() on each machine's local rank 0 (downloads, say) while the other processes wait; an error there stops
+    every process with its message."""
+    error = None
+    if local_rank == 0:
+        try:
+            job()
+        except (SystemExit, InputError) as e:
+            error = str(e.code if isinstance(e, SystemExit) else e)
+    stop_if_any_failed(error, ddp)
 
 
 def read_text(path):

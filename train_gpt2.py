@@ -666,6 +666,17 @@ def load_run(args, world_size, ddp):
     return model, checkpoint
 
 
+def download_data(args, local_rank, ddp):
+    """Tiny Shakespeare and HellaSwag's val set, fetched once per machine (by its local rank 0) while the other
+    processes wait; a download that fails stops them all with its message."""
+    def fetch():
+        if os.path.basename(args.data) == "input.txt":
+            plumbing.fetch_tiny_shakespeare(args.data)
+        if args.hellaswag:
+            hellaswag.download("val", args.hellaswag_dir)
+    plumbing.once_per_machine(fetch, local_rank, ddp)
+
+
 def sample_only(model, args, device, ddp):
     """--max_steps 0: nothing to train, just sample (the lecture's demo with --init_from gpt2)."""
     if int(os.environ.get("RANK", "0")) == 0:
@@ -728,6 +739,7 @@ def main(argv=None):
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+    download_data(args, local_rank, ddp)
     train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
                                   shuffle=args.shuffle, seed=args.seed, vocab_size=raw_model.config.vocab_size)
     # Every process reads the val split whole, as one process would; val_loss shares the batches out.
@@ -735,8 +747,6 @@ def main(argv=None):
     optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
     for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
         print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
-    if args.hellaswag:
-        hellaswag.download_once("val", args.hellaswag_dir, master_process, ddp)
     start_step = plumbing.restore_run(resume, optimizer, train_loader, device_type) if resume else 0
     log = plumbing.Log(args.log_dir, resume_step=start_step if resume else None, write=master_process)
     enc = tiktoken.get_encoding("gpt2")

@@ -19,6 +19,10 @@ def tokens_of(path):
 
 class FakeResponse(io.BytesIO):
     """Stands in for urlopen's response, so the download path runs without a network."""
+    headers = {}
+
+    def geturl(self):
+        return plumbing.TINY_SHAKESPEARE_URL
 
 
 def test_an_existing_wrong_file_is_refused_and_kept(tmp_path):

@@ -404,7 +404,7 @@ def test_download_offline_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(hellaswag.urllib.request, "urlopen", offline)
+    monkeypatch.setattr(plumbing.urllib.request, "urlopen", offline)
     with pytest.raises(SystemExit, match=r"(?s)could not download.*put it at .*hellaswag_val\.jsonl"):
         hellaswag.download("val", str(tmp_path / "data"))
     assert os.listdir(tmp_path / "data") == []
@@ -412,7 +412,7 @@ def test_download_offline_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch
 
 def test_download_cut_short_leaves_nothing(tmp_path, monkeypatch):
     body = "\n".join(json.dumps(r) for r in RECORDS).encode()
-    monkeypatch.setattr(hellaswag.urllib.request, "urlopen",
+    monkeypatch.setattr(plumbing.urllib.request, "urlopen",
                         lambda *args, **kwargs: FakeResponse(body[:100], len(body)))
     with pytest.raises(SystemExit, match="cut short: got 100 of"):
         hellaswag.download("val", str(tmp_path))
@@ -421,7 +421,7 @@ def test_download_cut_short_leaves_nothing(tmp_path, monkeypatch):
 
 def test_download_writes_whole_file_then_skips(tmp_path, monkeypatch):
     body = ("\n".join(json.dumps(r) for r in RECORDS) + "\n").encode()
-    monkeypatch.setattr(hellaswag.urllib.request, "urlopen",
+    monkeypatch.setattr(plumbing.urllib.request, "urlopen",
                         lambda *args, **kwargs: FakeResponse(body, len(body)))
     path = hellaswag.download("val", str(tmp_path))
     assert os.listdir(tmp_path) == ["hellaswag_val.jsonl"]
@@ -432,7 +432,7 @@ def test_download_writes_whole_file_then_skips(tmp_path, monkeypatch):
     def must_not_download(*args, **kwargs):
         raise AssertionError("downloaded a file that was already there")
 
-    monkeypatch.setattr(hellaswag.urllib.request, "urlopen", must_not_download)
+    monkeypatch.setattr(plumbing.urllib.request, "urlopen", must_not_download)
     assert hellaswag.download("val", str(tmp_path)) == path
 
 

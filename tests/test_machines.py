@@ -75,3 +75,29 @@ def test_resume_on_a_machine_without_the_checkpoint_stops_every_process_with_one
     resumed = launch(two_machines, [*argv, "--max_steps", "4", "--resume", "auto"])
     assert all(rc == 0 for rc, _ in resumed), resumed
     assert "resuming from log/model_00002.pt at step 2" in resumed[0][1]
+
+
+def test_each_machine_downloads_its_data_once_before_training(tmp_path, shakespeare):
+    # Two machines of two processes, with neither tiny Shakespeare nor HellaSwag on disk. Each machine's local rank 0
+    # downloads both while the others wait: one download of each file per machine, none by the other process and
+    # none during the evaluation.
+    import json
+
+    from test_e2e import write_hellaswag
+    import plumbing
+    import hellaswag
+    write_hellaswag(tmp_path / "served")
+    urls = {plumbing.TINY_SHAKESPEARE_URL: shakespeare,
+            hellaswag.DATA_URL.format(split="val"): str(tmp_path / "served" / "hellaswag_val.jsonl")}
+    machines = [tmp_path / "machine0", tmp_path / "machine1"]
+    for m in machines:
+        m.mkdir()
+    argv = ["--data", "input.txt", "--hellaswag", "--hellaswag_dir", "hellaswag", "--total_batch_size", "256",
+            "--max_steps", "2", *TINY]
+    runs = launch(machines, argv, nproc=2, env={"FAKE_URLS": json.dumps(urls)})
+    assert all(rc == 0 for rc, _ in runs), runs
+    assert "step     2 | HellaSwag acc_norm" in runs[0][1]
+    for m in machines:
+        assert sorted((m / "downloads.txt").read_text().splitlines()) == sorted(urls), m
+        assert plumbing.sha256_of(m / "input.txt") == plumbing.TINY_SHAKESPEARE_SHA256
+        assert os.listdir(m / "hellaswag") == ["hellaswag_val.jsonl"]  # no temporary file left
