@@ -205,9 +205,10 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
     if optimizer is not None:
         checkpoint["optimizer"] = optimizer.state_dict()
         checkpoint["train_loader"] = train_loader.state_dict()
+        # The CPU's RNG only. Nothing in training draws from a GPU's RNG (no dropout; samples use a generator of
+        # their own, seeded anew), and each GPU's state belongs to one process, which a resume on another layout of
+        # GPUs would not have. Not asking for it also keeps a CPU run on a GPU machine from starting CUDA here.
         checkpoint["rng"] = {"cpu": torch.get_rng_state()}
-        if torch.cuda.is_available():
-            checkpoint["rng"]["cuda"] = torch.cuda.get_rng_state_all()
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         torch.save(checkpoint, f)
@@ -295,13 +296,12 @@ def check_resumable(path, checkpoint, args, world_size):
                          f"{world_size}; resume on as many, or start a new run")
 
 
-def restore_run(checkpoint, optimizer, train_loader, device_type):
-    """Put the optimizer, the data loader and the RNGs back where the checkpoint's run was; return its step."""
+def restore_run(checkpoint, optimizer, train_loader):
+    """Put the optimizer, the data loader and the CPU's RNG back where the checkpoint's run was; return its step.
+    (Checkpoints from before the CPU-only RNG state also hold every GPU's state of rank 0: not used, see above.)"""
     optimizer.load_state_dict(checkpoint["optimizer"])
     train_loader.load_state_dict(checkpoint["train_loader"])
     torch.set_rng_state(checkpoint["rng"]["cpu"])
-    if "cuda" in checkpoint["rng"] and device_type == "cuda":
-        torch.cuda.set_rng_state_all(checkpoint["rng"]["cuda"])
     return checkpoint["step"]
 
 

@@ -747,7 +747,7 @@ def main(argv=None):
     optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
     for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
         print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
-    start_step = plumbing.restore_run(resume, optimizer, train_loader, device_type) if resume else 0
+    start_step = plumbing.restore_run(resume, optimizer, train_loader) if resume else 0
     log = plumbing.Log(args.log_dir, resume_step=start_step if resume else None, write=master_process)
     enc = tiktoken.get_encoding("gpt2")
     flops_per_step, peak = raw_model.flops_per_token(T) * args.total_batch_size, plumbing.peak_flops(device_type)

@@ -1,0 +1,75 @@
+"""The CUDA-only branches, run on the CPU. torch.cuda's answers are faked (an H100 whose tensors live on the CPU),
+so that every branch that asks for CUDA runs up to the point where a real GPU would be needed. A fake-CUDA run must
+compute what a CPU run computes: the branches change where and how fast, not what."""
+import os
+
+import pytest
+import torch
+
+import plumbing
+import train_gpt2
+
+TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
+        "--total_batch_size", "128", "--max_steps", "4", "--warmup_steps", "1", "--val_steps", "2",
+        "--eval_interval", "2", "--checkpoint_interval", "2", "--sample_interval", "100", "--no-hellaswag",
+        "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2"]
+
+
+def refuse(*args, **kwargs):
+    raise AssertionError("a real GPU would be needed here")
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch):
+    """Make this process look like it has one H100; returns the list of the CUDA calls made."""
+    calls = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("synchronize",)))
+    monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda p: calls.append(("matmul_precision", p)))
+    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *args, **kwargs: self)  # pinning needs a GPU
+    for name in ("get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all"):
+        monkeypatch.setattr(torch.cuda, name, refuse)
+    # The device's type is "cuda"; its tensors live on the CPU.
+    monkeypatch.setattr(plumbing, "pick_device", lambda requested="auto": ("cpu", "cuda"))
+    return calls
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_a_fake_cuda_run_computes_what_a_cpu_run_computes(fake_cuda, shakespeare, tmp_path, capsys):
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cuda"), "--device", "cuda", *TINY])
+    out = capsys.readouterr().out
+    assert ("matmul_precision", "high") in fake_cuda  # TF32
+    assert ("synchronize",) in fake_cuda and "MFU" in out  # timed to the GPU's end, against the H100's peak
+    with pytest.MonkeyPatch.context() as undo:
+        undo.setattr(plumbing, "pick_device", lambda requested="auto": ("cpu", "cpu"))
+        train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cpu"), "--device", "cpu", *TINY])
+    assert read(tmp_path / "cuda" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
+
+
+def test_checkpoints_neither_save_nor_restore_a_gpu_rng_state(fake_cuda, shakespeare, tmp_path):
+    # Rank 0 used to save the RNG states of every GPU it could see, and every rank restored them all: a resume that
+    # sees fewer GPUs failed with an IndexError, and each rank took rank 0's states. Nothing in training draws from
+    # a GPU's RNG, so none is saved (which also keeps a CPU run on a GPU machine from starting CUDA to save one),
+    # and the states in older checkpoints are not restored. `refuse` stands for all of these.
+    straight = tmp_path / "straight"
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(straight), "--device", "cuda", *TINY])
+    checkpoint = torch.load(straight / "model_00002.pt", weights_only=True)
+    assert set(checkpoint["rng"]) == {"cpu"}
+    # A checkpoint written before: rank 0's 8 GPUs' states. Resumed on this one-GPU machine, the same run.
+    checkpoint["rng"]["cuda"] = [torch.zeros(16, dtype=torch.uint8)] * 8
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    torch.save(checkpoint, resumed / "model_00002.pt")
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(resumed), "--device", "cuda", *TINY, "--resume", "auto"])
+    a = torch.load(straight / "model_00004.pt", weights_only=True)["model"]
+    b = torch.load(resumed / "model_00004.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[name], b[name]) for name in a)
+    assert os.path.exists(resumed / "log.txt")
