@@ -371,6 +371,18 @@ def pick_device(requested="auto"):
     return requested, device_type
 
 
+def gpu_of(local_rank, visible):
+    """The GPU of the process with this local rank (torchrun's LOCAL_RANK), given how many GPUs it sees: its own of
+    the machine's GPUs, or the only one it sees where the launcher gives each process one GPU (SLURM's
+    --gpus-per-task=1 sets CUDA_VISIBLE_DEVICES per process, so every process's GPU is its cuda:0)."""
+    if visible == 1:
+        return "cuda:0"
+    if local_rank >= visible:
+        raise SystemExit(f"local rank {local_rank} has no GPU of its own: its process sees {visible} GPUs; start at "
+                         f"most {visible} processes per machine (torchrun --nproc_per_node {visible})")
+    return f"cuda:{local_rank}"
+
+
 def pick_autocast_dtype(requested, device_type):
     """The dtype that matmuls run in under autocast, or None for plain float32."""
     if requested != "auto":

@@ -515,14 +515,15 @@ def setup_distributed(requested_device):
     rank, local_rank, world_size = (int(os.environ.get(k, default)) for k, default in
                                     (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
     device, device_type = plumbing.pick_device(requested_device)
-    if ddp:
-        if device_type == "mps":
-            raise SystemExit("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or --device "
-                             "cpu")
-        if device_type == "cuda":
-            device = f"cuda:{local_rank}"  # one GPU per process, numbered within this machine
-            torch.cuda.set_device(device)
-        # NCCL moves gradients GPU to GPU; gloo is the CPU implementation.
+    if ddp and device_type == "mps":
+        raise SystemExit("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or --device cpu")
+    if ddp and device_type == "cuda":
+        device = plumbing.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
+    if device_type == "cuda" and device != "cuda":
+        # The current GPU, with or without torchrun: what torch.cuda calls without a device (synchronize, the bf16
+        # and peak checks) look at.
+        torch.cuda.set_device(device)
+    if ddp:  # NCCL moves gradients GPU to GPU; gloo is the CPU implementation
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     print0(f"using device: {device}, {world_size} process(es)")
     return ddp, rank, local_rank, world_size, device, device_type

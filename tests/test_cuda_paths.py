@@ -73,3 +73,43 @@ def test_checkpoints_neither_save_nor_restore_a_gpu_rng_state(fake_cuda, shakesp
     b = torch.load(resumed / "model_00004.pt", weights_only=True)["model"]
     assert all(torch.equal(a[name], b[name]) for name in a)
     assert os.path.exists(resumed / "log.txt")
+
+
+@pytest.mark.parametrize("local_rank, visible, gpu", [(0, 8, "cuda:0"), (5, 8, "cuda:5"), (7, 8, "cuda:7"),
+                                                      (5, 1, "cuda:0"), (0, 1, "cuda:0")])
+def test_each_process_takes_its_own_gpu_or_the_only_one_it_sees(local_rank, visible, gpu):
+    # visible == 1 with local rank 5: SLURM's --gpus-per-task=1 shows each process its own GPU as cuda:0.
+    assert plumbing.gpu_of(local_rank, visible) == gpu
+
+
+def test_more_processes_than_gpus_is_refused():
+    with pytest.raises(SystemExit, match="local rank 8 has no GPU of its own: its process sees 8 GPUs; start at most"):
+        plumbing.gpu_of(8, 8)
+
+
+def setup_on(monkeypatch, requested, visible, env):
+    """setup_distributed on a fake machine: `visible` GPUs, torchrun's environment `env` (or none)."""
+    calls = []
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
+    monkeypatch.setattr(train_gpt2.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    return train_gpt2.setup_distributed(requested), calls
+
+
+def test_torchrun_with_one_gpu_shown_per_process_uses_it(monkeypatch):
+    # Rank 5 of 8 on a node where the launcher made one GPU visible to each process: cuda:5 does not exist there.
+    facts, calls = setup_on(monkeypatch, "auto", 1, {"RANK": "5", "LOCAL_RANK": "5", "WORLD_SIZE": "8"})
+    assert facts == (True, 5, 5, 8, "cuda:0", "cuda")
+    assert calls == [("set_device", "cuda:0"), ("init", "nccl")]
+
+
+def test_cuda_n_without_torchrun_becomes_the_current_gpu(monkeypatch):
+    # Else synchronize(), the peak lookup and the bf16 check would look at GPU 0 while the model runs on GPU 1.
+    facts, calls = setup_on(monkeypatch, "cuda:1", 2, {})
+    assert facts == (False, 0, 0, 1, "cuda:1", "cuda")
+    assert calls == [("set_device", "cuda:1")]
