@@ -388,7 +388,9 @@ def pick_autocast_dtype(requested, device_type):
     if requested != "auto":
         return {"float32": None, "bfloat16": torch.bfloat16}[requested]
     if device_type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        # Native bf16 from compute capability 8.0 (A100) on. torch.cuda.is_bf16_supported() also says yes where bf16
+        # is emulated (V100, T4), slower than float32.
+        return torch.bfloat16 if torch.cuda.get_device_capability() >= (8, 0) else None
     if device_type == "cpu":
         # bf16 pays off only where the CPU has bf16 instructions (AVX512-BF16, AMX); elsewhere it is emulated and
         # slower than fp32 (BENCHMARKS.md).

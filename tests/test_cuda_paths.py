@@ -113,3 +113,13 @@ def test_cuda_n_without_torchrun_becomes_the_current_gpu(monkeypatch):
     facts, calls = setup_on(monkeypatch, "cuda:1", 2, {})
     assert facts == (False, 0, 0, 1, "cuda:1", "cuda")
     assert calls == [("set_device", "cuda:1")]
+
+
+@pytest.mark.parametrize("capability, dtype", [((7, 0), None), ((7, 5), None), ((8, 0), torch.bfloat16),
+                                               ((9, 0), torch.bfloat16)])
+def test_dtype_auto_is_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capability, dtype):
+    # V100 (7.0) and T4 (7.5) emulate bf16, and torch.cuda.is_bf16_supported() counts that: it says yes on both.
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert plumbing.pick_autocast_dtype("auto", "cuda") is dtype
+    assert plumbing.pick_autocast_dtype("bfloat16", "cuda") is torch.bfloat16  # asked for: given
