@@ -429,18 +429,31 @@ def synchronize(device_type):
         torch.mps.synchronize()
 
 
-# Dense bf16 peaks from NVIDIA's datasheets, in FLOP/s. MFU is reported only for devices listed here: a wrong peak
-# would make a wrong MFU look precise.
-PEAK_BF16_FLOPS = {"A100": 312e12, "H100": 989e12}
+# Dense bf16 tensor-core peaks in FLOP/s, from NVIDIA's datasheets (half their "with sparsity" figures), by model.
+# MFU is reported only for these: a wrong peak would make a wrong MFU look precise.
+PEAK_BF16_FLOPS = {"A100": 312e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 SXM": 989e12,
+                   "H200 NVL": 835e12}
+
+
+def gpu_model(name):
+    """The PEAK_BF16_FLOPS key of a name torch.cuda.get_device_name() gives ("NVIDIA H100 80GB HBM3" -> "H100 SXM"),
+    or None. The whole model name must match: "NVIDIA RTX A1000" is no A100."""
+    match = re.fullmatch(r"NVIDIA (A100|H100|H200)\b(.*)", name)
+    if match is None:
+        return None
+    model, variant = match.groups()
+    if model == "A100":  # SXM and PCIe alike
+        return model
+    form = "NVL" if "NVL" in variant else "PCIe" if "PCIE" in variant.upper() else "SXM"
+    return f"{model} {form}" if f"{model} {form}" in PEAK_BF16_FLOPS else None
 
 
 def peak_flops(device_type):
+    """The bf16 peak of this process's GPU in FLOP/s, or None where it is not known."""
     if device_type != "cuda":
         return None
-    name = torch.cuda.get_device_name()
-    if "H100" in name and ("PCIe" in name or "NVL" in name):
-        return None  # the datasheet figure above is the SXM part's; these variants peak lower
-    return next((flops for key, flops in PEAK_BF16_FLOPS.items() if key in name), None)
+    model = gpu_model(torch.cuda.get_device_name())
+    return PEAK_BF16_FLOPS[model] if model else None
 
 
 # ----------------------------------------------------------------------------------------------------------------------

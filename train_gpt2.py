@@ -789,7 +789,7 @@ def main(argv=None):
         optimizer.step()
         plumbing.synchronize(device_type)
         dt = time.perf_counter() - t0
-        mfu = f" | MFU {flops_per_step / dt / peak:.1%}" if peak else ""
+        mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together
         print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "
                f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
         log.write(f"{step} train {loss.item():.6f}")

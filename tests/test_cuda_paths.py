@@ -123,3 +123,19 @@ def test_dtype_auto_is_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capa
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     assert plumbing.pick_autocast_dtype("auto", "cuda") is dtype
     assert plumbing.pick_autocast_dtype("bfloat16", "cuda") is torch.bfloat16  # asked for: given
+
+
+@pytest.mark.parametrize("name, model", [
+    ("NVIDIA A100-SXM4-80GB", "A100"), ("NVIDIA A100-PCIE-40GB", "A100"), ("NVIDIA A100 80GB PCIe", "A100"),
+    ("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H100 NVL", "H100 NVL"),
+    ("NVIDIA H200", "H200 SXM"), ("NVIDIA H200 NVL", "H200 NVL"),
+    ("NVIDIA RTX A1000", None), ("NVIDIA RTX A1000 6GB Laptop GPU", None), ("NVIDIA A10", None),
+    ("NVIDIA GeForce RTX 4090", None), ("Tesla V100-SXM2-16GB", None), ("NVIDIA H100X", None)])
+def test_a_gpus_peak_is_looked_up_by_its_whole_model_name(name, model):
+    assert plumbing.gpu_model(name) == model
+
+
+def test_peak_flops_of_the_current_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
+    assert plumbing.peak_flops("cuda") == 756e12
+    assert plumbing.peak_flops("cpu") is None

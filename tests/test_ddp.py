@@ -13,10 +13,14 @@ TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", 
         "--eval_interval", "2", "--val_steps", "3"]
 
 
+PEAK = 1e9  # a made-up GPU peak, FLOP/s, for the MFU printed (tests/fakes.py gives it to plumbing.peak_flops)
+
+
 def run(launcher, data, log_dir):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([*launcher, os.path.join(ROOT, "train_gpt2.py"), "--data", data, "--log_dir", str(log_dir),
-                          *TINY], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, FAKE_PEAK_FLOPS=str(PEAK))
+    out = subprocess.run([*launcher, os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"),
+                          "--data", data, "--log_dir", str(log_dir), *TINY],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -38,9 +42,17 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(shakespeare
     assert "2 micro-steps of 2 x 32 on each of 2 process(es)" in double
     a, b = losses(single), losses(double)
     assert len(a) == len(b) == 4  # only rank 0 prints: each step appears once
+    assert double.count("| MFU ") == 4
     for x, y in zip(a, b):
         assert abs(x - y) <= 1e-4 * x
     assert a[-1] < a[0]  # and it is training
+    # MFU: the step's FLOPs over the time, against the peak of all the GPUs (2 here), not of one.
+    from train_gpt2 import GPT, GPTConfig
+    flops_per_token = GPT(GPTConfig(vocab_size=50304, n_layer=2, n_head=2, n_embd=32)).flops_per_token(32)
+    for out, processes in ((single, 1), (double, 2)):
+        for tok_s, mfu in re.findall(r"tok/s ([\d,]+) \| MFU ([\d.]+)%", out):
+            expected = flops_per_token * int(tok_s.replace(",", "")) / (PEAK * processes)
+            assert abs(float(mfu) / 100 - expected) <= 0.0005 + 1e-3 * expected, (out, processes)
     val_a, val_b = val_losses(tmp_path / "one"), val_losses(tmp_path / "two")
     assert sorted(val_a) == sorted(val_b) == [0, 2, 4]
     for step in val_a:  # 3 val batches: 2 on rank 0, 1 on rank 1, the same 3 as the single process's
