@@ -185,10 +185,12 @@ def score(model, tokens, pos, segment):
     # that is in the same ending, else (for the first token of an ending) the context's last token.
     context_len = (segment == CONTEXT).sum(dim=1)  # (N,)
     source = torch.where(segment[rows, cols - 1] == ending, cols - 1, context_len[rows] - 1)
-    # The output head only where a prediction is scored: about 80 of an example's 140 positions.
-    logits = model.lm_head(hidden[rows, source])  # (number of ending tokens, V)
-    # In float32 even under bf16 autocast: near-tied endings differ in the third decimal of the loss.
-    token_losses = F.cross_entropy(logits.float(), tokens[rows, cols], reduction="none")
+    # The output head only where a prediction is scored (about 80 of an example's 140 positions), and in float32 even
+    # under bf16 autocast: bf16 logits keep 3 significant digits, and near-tied endings differ in the third decimal
+    # of the loss.
+    with torch.autocast(device_type=tokens.device.type, enabled=False):
+        logits = model.lm_head(hidden[rows, source].float())  # (number of ending tokens, V)
+    token_losses = F.cross_entropy(logits, tokens[rows, cols], reduction="none")
     sum_loss = torch.zeros(tokens.size(0), 4, device=tokens.device).index_put_((rows, ending), token_losses,
                                                                             accumulate=True)  # (N, 4)
     num_tokens = torch.zeros_like(sum_loss).index_put_((rows, ending), torch.ones_like(token_losses), accumulate=True)

@@ -350,6 +350,21 @@ def test_smoke_bf16_autocast_on_cpu(gpt, data_dir):
     assert counts[2] == len(RECORDS)
 
 
+def test_the_head_runs_in_float32_under_bf16_autocast(gpt, data_dir):
+    # Under autocast lm_head would return bf16 logits, rounded to 3 significant digits before the float32 loss;
+    # near-ties could flip. The scored logits must be the float32 head's, exactly.
+    seen = []
+    hook = gpt.lm_head.register_forward_hook(lambda module, args, out: seen.append((args[0], out)))
+    try:
+        hellaswag.evaluate(gpt, data_dir=data_dir, autocast_dtype=torch.bfloat16)
+    finally:
+        hook.remove()
+    assert seen
+    for hidden, logits in seen:
+        assert logits.dtype == torch.float32
+        assert torch.equal(logits, F.linear(hidden.float(), gpt.lm_head.weight))
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     path = tmp_path / "hellaswag_val.jsonl"
     write_jsonl(path, [RECORDS[0], RECORDS[1], '{"ind": 2, "ctx": "cut off in the mid'])
