@@ -168,6 +168,34 @@ def open_shard(path, mmap_mode=None):
     return tokens
 
 
+def positions_of(tokens, token, chunk=1 << 20):
+    """Where `token` is in a (memory-mapped) array, found a chunk at a time: the comparison's temporary array stays
+    small however large the shard."""
+    found = [np.flatnonzero(tokens[i:i + chunk] == token) + i for i in range(0, len(tokens), chunk)]
+    return np.concatenate(found).tolist() if found else []
+
+
+class Pieces:
+    """Token arrays read as one stream, without joining them: a slice copies only the tokens it holds."""
+
+    def __init__(self, arrays):
+        self.arrays = [a for a in arrays if len(a)]
+        self.ends = np.cumsum([len(a) for a in self.arrays], dtype=np.int64)  # where each array ends in the stream
+
+    def __len__(self):
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, window):
+        start, stop = window.start or 0, len(self) if window.stop is None else min(window.stop, len(self))
+        parts = []
+        i = int(np.searchsorted(self.ends, start, side="right"))  # the array holding token `start`
+        while start < stop:
+            begin = int(self.ends[i]) - len(self.arrays[i])  # where array i starts in the stream
+            parts.append(self.arrays[i][start - begin:stop - begin])
+            start, i = start + len(parts[-1]), i + 1
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint16)
+
+
 def check_enough_tokens(total, needed, split, data):
     if total < needed:
         raise SystemExit(f"the {split} split of {data} holds {total:,} tokens, fewer than one batch of every "

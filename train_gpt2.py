@@ -304,9 +304,9 @@ class GPT(nn.Module):
 
 
 def load_tokens(path):
-    """One shard written by fineweb.py as a LongTensor: uint16 -> int32 in numpy (torch has few uint16 ops), then the
-    int64 that embeddings index with."""
-    return torch.from_numpy(plumbing.open_shard(path).astype(np.int32)).long()
+    """A shard written by fineweb.py, memory-mapped: its uint16 tokens stay on disk (and in the page cache, shared by
+    the processes of a machine); only each batch's slice is read and turned into int64."""
+    return plumbing.open_shard(path, mmap_mode="r")
 
 
 class DataLoaderLite:
@@ -327,10 +327,10 @@ class DataLoaderLite:
         self.vocab_size = vocab_size  # if given, every shard is checked against it as it is loaded
         if os.path.isdir(data):
             self.shards = plumbing.shard_paths(data, split)
-            total = sum(len(plumbing.open_shard(path, mmap_mode="r")) for path in self.shards)  # headers only
+            total = sum(len(load_tokens(path)) for path in self.shards)  # reads headers only
         else:
             enc = tiktoken.get_encoding("gpt2")
-            tokens = torch.tensor(enc.encode_ordinary(plumbing.read_text(data)), dtype=torch.long)
+            tokens = np.array(enc.encode_ordinary(plumbing.read_text(data)), dtype=np.uint16)
             n_val = len(tokens) // 10
             self.shards = [tokens[:-n_val] if split == "train" else tokens[-n_val:]]  # one in-memory "shard"
             total = len(self.shards[0])
@@ -339,17 +339,17 @@ class DataLoaderLite:
 
     def reset(self):
         """Back to the start of the split (the validation loss is always measured on the same batches)."""
-        self.enter(0, 0, torch.empty(0, dtype=torch.long))
+        self.enter(0, 0, carry=np.empty(0, dtype=np.uint16))
 
     def enter(self, epoch, k, carry):
         """Start reading shard k of `epoch`, after the `carry` tokens left over from the shard before it."""
         self.epoch, self.shard, self.carry = epoch, k, len(carry)
-        self.tokens = torch.cat((carry, self.shard_tokens(epoch, k)))
+        self.tokens = plumbing.Pieces([carry, *self.shard_pieces(epoch, k)])
         self.position = self.B * self.T * self.rank
 
     def next_batch(self):
         B, T = self.B, self.T
-        buf = self.tokens[self.position:self.position + B * T + 1]  # one extra token: the last target
+        buf = torch.from_numpy(self.tokens[self.position:self.position + B * T + 1].astype(np.int64))  # +1: last target
         x = buf[:-1].view(B, T)  # inputs
         y = buf[1:].view(B, T)  # targets
         self.position += B * T * self.world_size  # skip the windows of the other processes
@@ -358,29 +358,29 @@ class DataLoaderLite:
         round_start = self.position - B * T * self.rank
         while round_start + B * T * self.world_size + 1 > len(self.tokens):
             if self.shard + 1 < len(self.shards):  # the unread tail opens the next shard
-                self.enter(self.epoch, self.shard + 1, self.tokens[round_start:])
+                self.enter(self.epoch, self.shard + 1, carry=self.tokens[round_start:])
             else:  # the end of the epoch: a tail too short for a round is all that is ever skipped
-                self.enter(self.epoch + 1, 0, torch.empty(0, dtype=torch.long))
+                self.enter(self.epoch + 1, 0, carry=np.empty(0, dtype=np.uint16))
             round_start = 0
         return x, y
 
     # Beside the loader: the tokens of a shard, in a shuffled order with --shuffle, and the loader's position, which
     # a checkpoint saves so that a resumed run reads on where it stopped.
 
-    def shard_tokens(self, epoch, k):
-        """The tokens of the k-th shard of `epoch`: with shuffle, the shards come in an order drawn anew for each
-        epoch, and a shard's documents (each opens with <|endoftext|>) in an order drawn for that shard and epoch."""
+    def shard_pieces(self, epoch, k):
+        """The k-th shard of `epoch` as a list of token arrays, read in turn: the shard itself, or with shuffle its
+        documents (each opens with <|endoftext|>) in an order drawn for that shard and epoch, the shards themselves
+        in an order drawn anew for each epoch. The arrays are views of the memory-mapped shard: nothing is copied."""
         i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
         shard = self.shards[i]
         tokens = load_tokens(shard) if isinstance(shard, str) else shard
         plumbing.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
-        if self.shuffle:
-            starts = (tokens == EOT_TOKEN).nonzero().flatten().tolist()
-            bounds = sorted({0, *starts, len(tokens)})  # a piece of a document split off the shard before: a document
-            docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
-            order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
-            tokens = torch.cat([docs[j] for j in order])
-        return tokens
+        if not self.shuffle:
+            return [tokens]
+        bounds = [0, *plumbing.positions_of(tokens, EOT_TOKEN), len(tokens)]  # a piece split off the shard before:
+        docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]  # a document of its own
+        order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
+        return [docs[j] for j in order]
 
     def generator(self, *key):
         # Seeded by the run's seed and `key` alone: every rank draws the same permutations, so the ranks still read
@@ -394,9 +394,8 @@ class DataLoaderLite:
                 "round_start": self.position - self.B * self.T * self.rank}
 
     def load_state_dict(self, state):
-        empty = torch.empty(0, dtype=torch.long)
-        carry = self.shard_tokens(state["epoch"], state["shard"] - 1)[-state["carry"]:] if state["carry"] else empty
-        self.enter(state["epoch"], state["shard"], carry)
+        before = plumbing.Pieces(self.shard_pieces(state["epoch"], state["shard"] - 1) if state["carry"] else [])
+        self.enter(state["epoch"], state["shard"], carry=before[len(before) - state["carry"]:])
         self.position = state["round_start"] + self.B * self.T * self.rank
 
 

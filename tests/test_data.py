@@ -212,3 +212,32 @@ def test_shuffle_is_seeded(tmp_path):
     write_documents(str(tmp_path))
     assert torch.equal(read_epochs(str(tmp_path), 1, seed=1)[0], read_epochs(str(tmp_path), 1, seed=1)[0])
     assert not torch.equal(read_epochs(str(tmp_path), 1, seed=1)[0], read_epochs(str(tmp_path), 1, seed=2)[0])
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_shards_stay_memory_mapped_and_only_each_batch_is_converted(tmp_path, shuffle):
+    # A 100M-token shard is 200 MB of uint16 and 800 MB as int64. Every process used to turn whole shards into int64
+    # (train, and val again at every evaluation); now they stay memory-mapped and only each batch's B*T+1 tokens are
+    # converted. tracemalloc sees numpy's allocations: the peak must stay far below the shard's own size.
+    import tracemalloc
+
+    import fineweb
+    rng = np.random.default_rng(0)
+    n = 8_000_000  # a 16 MB train shard of documents of about 4,000 tokens
+    train = rng.integers(0, 50000, n).astype(np.uint16)
+    train[::4000] = 50256
+    fineweb.write_shard(fineweb.shard_path(str(tmp_path), 0), train[:100_000])
+    fineweb.write_shard(fineweb.shard_path(str(tmp_path), 1), train)
+    tracemalloc.start()
+    try:
+        loader = train_gpt2.DataLoaderLite(8, 64, split="train", data=str(tmp_path), shuffle=shuffle, vocab_size=50304)
+        val = train_gpt2.DataLoaderLite(8, 64, split="val", data=str(tmp_path), vocab_size=50304)
+        for _ in range(20):
+            x, y = loader.next_batch()
+            val.reset()  # what each evaluation does
+            val.next_batch()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert x.dtype == y.dtype == torch.int64 and x.shape == (8, 64)
+    assert peak < 2 * n / 4, f"{peak / 1e6:.1f} MB at the peak"  # a quarter of the shard's 16 MB
