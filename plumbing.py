@@ -333,6 +333,18 @@ def restore_run(checkpoint, optimizer, train_loader):
     return checkpoint["step"]
 
 
+def step_if_finite(optimizer, loss, norm):
+    """optimizer.step(), unless the loss or the gradient norm is NaN or inf: that would poison the weights for good.
+    The fused AdamW kernel takes the check as a tensor (found_inf, as torch's GradScaler hands it over) and skips the
+    update on the device itself, so the CPU need not wait for the GPU here; other optimizers need the answer first."""
+    bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = bad.float()
+        optimizer.step()
+    elif not bad.item():
+        optimizer.step()
+
+
 def nonfinite_message(step, what, args):
     return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {args.log_dir}/ are all "
             "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "

@@ -64,3 +64,46 @@ def test_a_total_batch_that_micro_batches_cannot_fill_is_refused():
         grad_accum_steps_for(524288, 3, 1024, 1)
     with pytest.raises(SystemExit, match=r"64 \* 1024 \* 3"):
         grad_accum_steps_for(524288, 64, 1024, 3)
+
+
+def step_both_ways(last):
+    """Two copies of a model take three steps with the same gradients, the last ones all `last`: one copy through
+    torch's AdamW itself (skipping the last step if it is not finite), the other through plumbing.step_if_finite."""
+    import math
+
+    import plumbing
+    torch.manual_seed(0)
+    config = GPTConfig(block_size=16, vocab_size=64, n_layer=1, n_head=2, n_embd=16)
+    models = [GPT(config), GPT(config)]
+    models[1].load_state_dict(models[0].state_dict())
+    optimizers = [m.configure_optimizers(weight_decay=0.1, learning_rate=1e-2, device_type="cpu") for m in models]
+    for step, value in enumerate([0.01, -0.02, last]):
+        for model in models:
+            for i, p in enumerate(model.parameters()):
+                p.grad = torch.full_like(p, value * (i + 1))
+        norm = torch.nn.utils.clip_grad_norm_(models[1].parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(models[0].parameters(), 1.0)
+        if math.isfinite(value):
+            optimizers[0].step()
+        plumbing.step_if_finite(optimizers[1], torch.tensor(1.0 + value), norm)
+    return models, optimizers
+
+
+def test_a_nonfinite_step_is_skipped_without_waiting_for_the_device(monkeypatch):
+    # The fused kernel skips the update itself (found_inf), so step_if_finite never asks for a value on the CPU:
+    # .item(), which would wait for the GPU, is refused while it runs.
+    def no_sync(self):
+        raise AssertionError("waited for the device")
+    real_item = torch.Tensor.item
+    monkeypatch.setattr(torch.Tensor, "item", no_sync)
+    (reference, model), (_, optimizer) = step_both_ways(float("nan"))
+    monkeypatch.setattr(torch.Tensor, "item", real_item)
+    for (name, p), q in zip(reference.named_parameters(), model.parameters()):
+        assert torch.equal(p, q), name  # the NaN step changed no weight...
+    assert all(real_item(state["step"]) == 2 for state in optimizer.state.values())  # ...nor the step count
+
+
+def test_a_finite_step_through_step_if_finite_is_adamws_own():
+    (reference, model), _ = step_both_ways(0.03)
+    for (name, p), q in zip(reference.named_parameters(), model.parameters()):
+        assert torch.equal(p, q), name
