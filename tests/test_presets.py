@@ -2,6 +2,7 @@
 import pytest
 import torch
 
+import plumbing
 from train_gpt2 import GPT, GPTConfig, parse_args
 
 
@@ -28,7 +29,7 @@ def test_gpt3_presets_match_table_2_1(name, count):
 
 def test_preset_recipe_and_derived_steps():
     xl = parse_args(["--model", "gpt3-xl"])
-    assert (xl.block_size, xl.seq_len, xl.batch_size) == (2048, 2048, 32)
+    assert (xl.block_size, xl.seq_len, xl.batch_size) == (2048, 2048, 8)
     assert (xl.total_batch_size, xl.max_lr, xl.min_lr) == (2**20, 2e-4, pytest.approx(2e-5))
     assert xl.max_steps == int(10e9 // 2**20) and xl.warmup_steps == int(375e6 // 2**20)
 
@@ -79,3 +80,24 @@ def test_a_preset_sets_only_what_the_command_line_leaves_out():
     assert (args.max_steps, args.warmup_steps) == (int(10e9 // 2**20), int(375e6 // 2**20))
     args = parse_args(["--total_batch_size", str(2**20), "--max_steps", "19073"])
     assert args.max_steps == 19073
+
+
+@pytest.mark.parametrize("name", list(plumbing.MODEL_PRESETS))
+def test_each_presets_micro_batch_is_the_largest_that_the_memory_estimate_fits_on_an_80gb_gpu(name):
+    # 64 rows of 1024 for every preset would run GPT-2 medium and larger out of memory on an 80 GB GPU.
+    args = parse_args(["--model", name])
+    T = args.seq_len
+
+    def memory(B):
+        return plumbing.training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
+    assert memory(args.batch_size) <= 0.9 * plumbing.GPU_MEMORY
+    assert args.batch_size * T == 64 * 1024 or memory(2 * args.batch_size) > 0.9 * plumbing.GPU_MEMORY
+    assert args.total_batch_size % (args.batch_size * T * 8) == 0  # 8 GPUs can split the batch
+
+
+def test_the_memory_estimate_counts_the_models_own_parameters():
+    # training_memory counts parameters from the shape; GPT itself is the reference.
+    for name in plumbing.MODEL_PRESETS:
+        args = parse_args(["--model", name])
+        with_no_tokens = plumbing.training_memory(args.n_layer, args.n_embd, args.block_size, 0, vocab_size=50257)
+        assert with_no_tokens == 18 * n_params(args), name
