@@ -679,13 +679,12 @@ def download_data(args, local_rank, ddp):
     plumbing.once_per_machine(fetch, local_rank, ddp)
 
 
-def sample_only(model, args, device, ddp):
+def sample_only(model, args, device):
     """--max_steps 0: nothing to train, just sample (the lecture's demo with --init_from gpt2)."""
     if int(os.environ.get("RANK", "0")) == 0:
         for text in sample(model, tiktoken.get_encoding("gpt2"), args.prompt, args.num_samples, args.max_new_tokens,
                            device, args.seed):
             print0(">", text)
-    plumbing.end_distributed(ddp)
 
 
 def export_hf(args):
@@ -734,7 +733,7 @@ def main(argv=None):
     model, resume = load_run(args, world_size, ddp)
     model.to(device)
     if args.max_steps == 0:
-        return sample_only(model, args, device, ddp)
+        return sample_only(model, args, device)
     raw_model = model  # the plain module, for what must not go through the compiled graph
     if plumbing.use_compile(args.compile, device_type):
         model = torch.compile(model)  # fuses the work between matmuls into few kernels, skips Python overhead

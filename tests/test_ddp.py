@@ -6,6 +6,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
         "--total_batch_size", "256", "--max_steps", "4", "--warmup_steps", "2", "--max_lr", "1e-3",
@@ -69,3 +71,27 @@ def test_a_batch_the_world_size_cannot_divide_is_refused_before_any_work(shakesp
     assert out.returncode != 0
     assert "is not a multiple of batch_size * seq_len * processes = 2 * 32 * 2 = 128" in out.stdout + out.stderr
     assert "using device" in out.stdout and "autocast dtype" not in out.stdout  # refused before building anything
+
+
+def test_a_run_that_stops_with_a_message_leaves_no_process_group(shakespeare, tmp_path, monkeypatch):
+    # A one-process group, as torchrun would set it up, and a run refused after it exists (the batch does not
+    # divide): the process group must be gone when main() ends, or NCCL warns at exit that it was left behind.
+    import socket
+
+    import torch.distributed as dist
+
+    import train_gpt2
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    bad = [a if a != "256" else "100" for a in TINY]
+    try:
+        with pytest.raises(SystemExit, match="is not a multiple of"):
+            train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *bad])
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
