@@ -49,18 +49,20 @@ def commit_of(subject):
     raise SystemExit(f"no commit whose subject starts with {subject!r}")
 
 
-def tokens_per_second(workdir, data, steps, model, extra=()):
+def tokens_per_second(workdir, data, steps, model, extra=(), device="cpu"):
     """Median tok/s over the steps after the first three (compilation and warm-up happen there)."""
-    cmd = [sys.executable, "train_gpt2.py", "--device", "cpu", "--data", data, *model, "--max_steps", str(steps),
+    cmd = [sys.executable, "train_gpt2.py", "--device", device, "--data", data, *model, "--max_steps", str(steps),
            "--num_samples", "1", "--max_new_tokens", "1", *extra]
     with open(os.path.join(workdir, "train_gpt2.py")) as f:
         source = f.read()
     # Flags that later steps added, whose defaults would change the run: pass them where they exist.
+    if "--hellaswag" in source:  # no evaluation (and no download) to wait for
+        cmd += ["--no-hellaswag"]
     if "--warmup_steps" in source:
         cmd += ["--warmup_steps", "1"]
     if "--total_batch_size" in source:
-        T = int(model[model.index("--seq_len") + 1])
-        cmd += ["--total_batch_size", str(8 * T)]  # one micro-step per optimizer step
+        B, T = (int(model[model.index(flag) + 1]) for flag in ("--batch_size", "--seq_len"))
+        cmd += ["--total_batch_size", str(B * T)]  # one micro-step per optimizer step
     out = subprocess.run(cmd, cwd=workdir, check=True, capture_output=True, text=True).stdout
     rates = [float(r.replace(",", "")) for r in re.findall(r"tok/s ([\d,]+)", out)]
     assert len(rates) == steps, out

@@ -39,3 +39,4 @@ def test_hellaswag_and_fineweb_import_without_the_training_script():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
