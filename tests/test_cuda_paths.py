@@ -139,3 +139,46 @@ def test_peak_flops_of_the_current_gpu(monkeypatch):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
     assert plumbing.peak_flops("cuda") == 756e12
     assert plumbing.peak_flops("cpu") is None
+
+
+def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, shakespeare, tmp_path, monkeypatch):
+    # One process as torchrun starts it, on the fake GPU: NCCL is asked for (gloo stands in for it), and DDP is
+    # given the process's GPU (a recording DDP takes the ids and runs on the CPU). The run logs what the plain CPU
+    # run logs.
+    import socket
+
+    import torch.distributed as dist
+    asked = {}
+    real_init = dist.init_process_group
+
+    def init_process_group(backend):
+        asked["backend"] = backend
+        real_init("gloo")
+
+    class RecordingDDP(train_gpt2.DDP):
+        def __init__(self, module, device_ids=None):
+            asked["device_ids"] = device_ids
+            super().__init__(module)
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
+                           MASTER_PORT=str(port)).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setattr(train_gpt2.dist, "init_process_group", init_process_group)
+    monkeypatch.setattr(train_gpt2, "DDP", RecordingDDP)
+    monkeypatch.setattr(plumbing, "gpu_of", lambda local_rank, visible: "cpu")  # the fake GPU's tensors: the CPU's
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cuda"), "--device", "cuda", *TINY])
+    assert asked == {"backend": "nccl", "device_ids": [0]}
+    assert not dist.is_initialized()
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
+        monkeypatch.delenv(key)
+    monkeypatch.setattr(plumbing, "pick_device", lambda requested="auto": ("cpu", "cpu"))
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cpu"), "--device", "cpu", *TINY])
+    assert read(tmp_path / "cuda" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
+
+
+def test_compile_is_on_by_default_on_cuda():
+    assert plumbing.use_compile(None, "cuda") and not plumbing.use_compile(False, "cuda")
+    assert not plumbing.use_compile(None, "mps")
