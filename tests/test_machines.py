@@ -101,3 +101,27 @@ def test_each_machine_downloads_its_data_once_before_training(tmp_path, shakespe
         assert sorted((m / "downloads.txt").read_text().splitlines()) == sorted(urls), m
         assert plumbing.sha256_of(m / "input.txt") == plumbing.TINY_SHAKESPEARE_SHA256
         assert os.listdir(m / "hellaswag") == ["hellaswag_val.jsonl"]  # no temporary file left
+
+
+def test_a_download_that_fails_on_one_machine_stops_every_process(tmp_path, shakespeare):
+    # The fake network serves HellaSwag from a file that only machine 0 has (a path relative to each machine's
+    # folder): machine 1's download fails. Every process stops with that message, none waits for the others.
+    import json
+
+    from test_e2e import write_hellaswag
+    import hellaswag
+    machines = [tmp_path / "machine0", tmp_path / "machine1"]
+    for m in machines:
+        m.mkdir()
+        shutil.copy(shakespeare, m / "input.txt")
+    write_hellaswag(machines[0] / "served")
+    urls = {hellaswag.DATA_URL.format(split="val"): os.path.join("served", "hellaswag_val.jsonl")}
+    argv = ["--data", "input.txt", "--hellaswag", "--hellaswag_dir", "hellaswag", "--total_batch_size", "128",
+            "--max_steps", "2", *TINY]
+    runs = launch(machines, argv, env={"FAKE_URLS": json.dumps(urls)})
+    assert all(rc != 0 for rc, _ in runs)
+    for _, out in runs:
+        assert out.count("could not download HellaSwag val from https://") == 1, out
+        assert "[on node 1 (" in out
+    assert os.listdir(machines[1] / "hellaswag") == []  # nothing half-written
+    assert not (machines[0] / "log").exists()  # stopped before training
