@@ -118,8 +118,8 @@ def load_docs(dataset, name, split, text_column="text"):
                              f" {type(e).__name__}: {e}\ncheck the name, --name, --split and your network, or pass a "
                              f"local file with --dataset") from e
     else:
-        raise SystemExit(f"no such file or folder: {dataset} (and it is not a hub name like HuggingFaceFW/fineweb-edu):"
-                         f" check the path")
+        raise SystemExit(f"--dataset {dataset}: no such file or folder (and not a hub name like "
+                         "HuggingFaceFW/fineweb-edu): check the path")
 
     if text_column not in ds.column_names:
         raise SystemExit(f"no column {text_column!r} in {dataset}; its columns are {ds.column_names}: pass the one "
@@ -185,6 +185,9 @@ def save_shard(out_dir, index, tokens):
 
 
 def parse_args(argv=None):
+    # Imported here, not at the top: the tokenizer processes re-import this file, and plumbing would bring torch.
+    from plumbing import whole_number
+
     parser = argparse.ArgumentParser(description="Tokenize FineWeb-Edu (or local text) with GPT-2's BPE into .npy "
                                                  "shards of uint16 tokens for train_gpt2.py.")
     parser.add_argument("--dataset", default="HuggingFaceFW/fineweb-edu",
@@ -194,22 +197,19 @@ def parse_args(argv=None):
     parser.add_argument("--split", default="train", help="split of the hub dataset (ignored for local files)")
     parser.add_argument("--out_dir", default="edu_fineweb10B",
                         help="folder for the shards, relative to the current directory (created if missing)")
-    parser.add_argument("--shard_size", type=int, default=100_000_000,
+    parser.add_argument("--shard_size", type=whole_number(1), default=100_000_000,
                         help="tokens per shard; the last shard holds the remainder")
-    parser.add_argument("--workers", type=int, default=os.cpu_count(),
+    parser.add_argument("--workers", type=whole_number(1), default=os.cpu_count(),
                         help="tokenizer processes (default: all %(default)s cores here; 1 tokenizes in this process)")
     parser.add_argument("--text_column", default="text", help="the dataset column that holds each document's text")
-    args = parser.parse_args(argv)
-    if args.shard_size < 1:
-        raise SystemExit(f"--shard_size must be at least 1 token, got {args.shard_size}: pass e.g. --shard_size "
-                         f"100000000")
-    if args.workers < 1:
-        raise SystemExit(f"--workers must be at least 1, got {args.workers}: pass e.g. --workers {os.cpu_count()}")
-    return args
+    return parser.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
+    from plumbing import folder_problem  # (see parse_args)
+    if problem := folder_problem("--out_dir", args.out_dir):  # before the dataset is downloaded or read
+        raise SystemExit(problem)
     ds = load_docs(args.dataset, args.name, args.split, args.text_column)
     os.makedirs(args.out_dir, exist_ok=True)
     # A .tmp file is a shard that an interrupted run had not finished: never to be trusted, always safe to drop.

@@ -47,7 +47,8 @@ import torch
 from torch.nn import functional as F
 
 import plumbing
-from plumbing import autocast, command_line, pick_autocast_dtype, pick_device
+from plumbing import (InputError, autocast, command_line, device_name, folder_problem, for_flag, pick_autocast_dtype,
+                      pick_device, whole_number)
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
@@ -284,7 +285,7 @@ def load_model(name_or_path, device):
 
     is_checkpoint = os.path.isfile(name_or_path) and name_or_path.endswith(".pt")
     if not (is_checkpoint or name_or_path in GPT.OPENAI_MODELS or os.path.isdir(name_or_path)):
-        raise SystemExit(f"unknown model {name_or_path!r}: pass one of {', '.join(GPT.OPENAI_MODELS)}, a directory "
+        raise InputError(f"unknown model {name_or_path!r}: pass one of {', '.join(GPT.OPENAI_MODELS)}, a directory "
                          "written by GPT2LMHeadModel.save_pretrained, or a model_STEP.pt checkpoint of train_gpt2.py")
     return GPT.load(name_or_path).to(device).eval()
 
@@ -299,16 +300,16 @@ def main(argv=None):
     parser.add_argument("-m", "--model", default="gpt2",
                         help="gpt2, gpt2-medium, gpt2-large, gpt2-xl, a save_pretrained directory, or a model_STEP.pt "
                              "checkpoint written by train_gpt2.py (default: gpt2)")
-    parser.add_argument("-d", "--device", default="auto",
+    parser.add_argument("-d", "--device", default="auto", type=device_name,
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--split", default="val", choices=("train", "val"),
                         help="which split to score; the test split's labels are not public (default: val)")
     parser.add_argument("--data_dir", default="hellaswag",
                         help="directory holding hellaswag_{split}.jsonl; downloaded there if missing "
                              "(default: hellaswag)")
-    parser.add_argument("--limit", type=int, default=None,
+    parser.add_argument("--limit", type=whole_number(1), default=None,
                         help="score only the first N examples, for a quick check (default: all)")
-    parser.add_argument("--batch_size", type=int, default=BATCH_SIZE,
+    parser.add_argument("--batch_size", type=whole_number(1), default=BATCH_SIZE,
                         help=f"examples per forward pass, 4 rows each; lower it if the device runs out of memory "
                              f"(default: {BATCH_SIZE})")
     parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
@@ -318,15 +319,14 @@ def main(argv=None):
     args = parser.parse_args(argv)
     device, device_type = pick_device(args.device)
     autocast_dtype = pick_autocast_dtype(args.dtype, device_type)
-    if args.limit is not None and args.limit <= 0:
-        raise SystemExit(f"--limit must be a positive number of examples, got {args.limit}")
-    if args.batch_size <= 0:
-        raise SystemExit(f"--batch_size must be a positive number of examples, got {args.batch_size}")
 
     print(f"HellaSwag {args.split}: {args.model} on {device} ({'float32' if autocast_dtype is None else 'bfloat16'})",
           flush=True)
+    path = os.path.join(args.data_dir, f"hellaswag_{args.split}.jsonl")
+    if problem := folder_problem("--data_dir", args.data_dir, write=not os.path.exists(path)):
+        raise SystemExit(problem)
     download(args.split, args.data_dir)  # before loading the model: offline, fail in a second, not after gpt2-xl
-    model = load_model(args.model, device)
+    model = for_flag("--model", lambda name: load_model(name, device), args.model)
     num_correct, num_correct_norm, num_total = evaluate(
         model, device=device, split=args.split, data_dir=args.data_dir, limit=args.limit,
         autocast_dtype=autocast_dtype, print_every=1000, batch_size=args.batch_size)

@@ -3,12 +3,15 @@ What the scripts need besides the GPT-2 recipe: checked downloads and inputs, ch
 device and precision probes, and the model presets. A learner can skip this file: train_gpt2.py reads as the
 recipe without it. It imports nothing of the project, so every script can import it.
 """
+import argparse
 import contextlib
 import functools
 import hashlib
 import http.client
+import math
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -59,6 +62,118 @@ def stop_if_any_failed(error, ddp):
             raise SystemExit(f"{failed[0][0]} [on {places}]" if os.environ.get("LOCAL_RANK", "0") == "0" else 1)
     elif error:
         raise SystemExit(error)
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Flags, checked as they are parsed: argparse types that refuse a value out of range, with the flag, the value and
+# the range in the message (argparse adds "argument --FLAG:" in front).
+
+
+def whole_number(low, high=None):
+    """An argparse type: a whole number from `low` (to `high`)."""
+    accepted = f"a whole number from {low}" + (f" to {high}" if high is not None else " up")
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"{text} is not {accepted}")
+        return value
+    return parse
+
+
+def real_number(low, above=True, hint=""):
+    """An argparse type: a finite number above `low` (or, with above=False, from `low` up)."""
+    accepted = f"a finite number {'above' if above else 'from'} {low}{'' if above else ' up'}{hint}"
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {accepted}") from None
+        if not math.isfinite(value) or value < low or (above and value == low):
+            raise argparse.ArgumentTypeError(f"{text} is not {accepted}")
+        return value
+    return parse
+
+
+def device_name(text):
+    """An argparse type: auto, cpu, mps, cuda or cuda:N (whether the machine has it is checked later)."""
+    if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a device: use auto, cpu, cuda, cuda:N or mps")
+    return text
+
+
+def for_flag(flag, load, name_or_path):
+    """load(name_or_path), its InputError said in the name of the flag that named the model."""
+    try:
+        return load(name_or_path)
+    except InputError as e:
+        raise InputError(f"{flag}: {e}") from None
+
+
+# Paths, checked before any work: each returns None, or what is wrong (naming the flag) and what to do.
+
+
+def folder_problem(flag, path, write=True):
+    """Is `path` a folder, or can it be made one, that this process can read (and, with write, write in)?"""
+    if os.path.exists(path) and not os.path.isdir(path):
+        return f"{flag} {path}: is a file, not a folder; give a folder"
+    existing = os.path.abspath(path)
+    while not os.path.exists(existing):  # the nearest folder that exists: the missing ones would be made in it
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{flag} {path}: {existing} is a file, so no folder can be made there; give another path"
+    if not os.access(existing, (os.W_OK if write else 0) | os.R_OK | os.X_OK):
+        return f"{flag} {path}: cannot {'write in' if write else 'read'} {existing} (read-only?); give another folder"
+    return None
+
+
+def data_problem(data):
+    """What --data names must be there: shards of both splits, or a text file (input.txt is downloaded if missing)."""
+    if os.path.isdir(data):
+        names = os.listdir(data)
+        for split in ("train", "val"):
+            if not any(f"_{split}_" in name and name.endswith(".npy") for name in names):
+                return (f"--data {data}: no shards matching '{split}' in it: run 'python fineweb.py' first, or pass "
+                        "--data input.txt")
+    elif os.path.basename(data) == "input.txt" and not os.path.exists(data):
+        return folder_problem("--data", os.path.dirname(data) or ".")  # tiny Shakespeare is downloaded there
+    elif not os.path.isfile(data):
+        return (f"--data {data}: no such file or shard directory; run 'python fineweb.py' to make the FineWeb-Edu "
+                "shards in edu_fineweb10B/, or pass --data input.txt")
+    elif not os.access(data, os.R_OK):
+        return f"--data {data}: cannot be read; check its permissions"
+    return None
+
+
+def new_folder_problem(flag, path):
+    """A folder to be written whole (--export_hf): it must not exist yet, or be empty, and be writable."""
+    if os.path.isdir(path) and os.listdir(path):
+        return f"{flag} {path}: already exists and is not empty; give a new folder, or empty this one"
+    return folder_problem(flag, path)
+
+
+def write_folder(path, write):
+    """write(folder) into a new temporary folder beside `path`, renamed to `path` once whole (an empty `path` is
+    replaced): a failure, a full disk say, leaves nothing half-written."""
+    parent = os.path.dirname(os.path.abspath(path))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(path))}.", dir=parent)
+    try:
+        write(tmp)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private
+        if os.path.isdir(path):
+            os.rmdir(path)  # empty: new_folder_problem checked
+        os.replace(tmp, path)
+    except OSError as e:
+        raise SystemExit(f"could not write {path} ({e}); nothing was left behind: free some space, or give another "
+                         "folder") from None
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -310,7 +425,9 @@ def checkpoint_to_resume(resume, log_dir, ddp):
         readable = os.path.isfile(path) and os.access(path, os.R_OK)
         advice = (f"; checkpoints are written by rank 0 only: put --log_dir on a file system that every machine "
                   f"shares, or copy {path} to the same path on every machine") if ddp else ""
-        stop_if_any_failed(None if readable else f"--resume {path}: no such checkpoint here{advice}", ddp)
+        what = "is a folder; give a model_STEP.pt file, or auto" if os.path.isdir(path) else \
+            f"no such checkpoint here{advice}"
+        stop_if_any_failed(None if readable else f"--resume {path}: {what}", ddp)
     return path
 
 

@@ -14,7 +14,7 @@ import time
 
 import tiktoken
 
-from plumbing import command_line, pick_device, synchronize
+from plumbing import command_line, device_name, for_flag, pick_device, real_number, synchronize, whole_number
 from train_gpt2 import GPT, sample
 
 
@@ -26,25 +26,22 @@ def main(argv=None):
                              "GPT2LMHeadModel.save_pretrained, or a model_STEP.pt checkpoint of train_gpt2.py")
     parser.add_argument("--prompt", default="Hello, I'm a language model,",
                         help="text to continue (empty: start a new document)")
-    parser.add_argument("--num_samples", type=int, default=5, help="how many continuations")
-    parser.add_argument("--max_new_tokens", type=int, default=30, help="tokens to add to each")
-    parser.add_argument("--top_k", type=int, default=50, help="draw from the k most likely tokens only; 1 is greedy")
-    parser.add_argument("--temperature", type=float, default=1.0,
+    parser.add_argument("--num_samples", type=whole_number(1), default=5, help="how many continuations")
+    parser.add_argument("--max_new_tokens", type=whole_number(0), default=30, help="tokens to add to each")
+    parser.add_argument("--top_k", type=whole_number(1), default=50,
+                        help="draw from the k most likely tokens only; 1 is greedy")
+    parser.add_argument("--temperature", type=real_number(0, hint=" (for greedy decoding use --top_k 1)"), default=1.0,
                         help="divides the logits: below 1 sharper and safer, above 1 more varied")
-    parser.add_argument("--seed", type=int, default=42, help="random seed: the same seed gives the same samples")
-    parser.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    parser.add_argument("--seed", type=whole_number(0, 2**64 - 1), default=42,
+                        help="random seed: the same seed gives the same samples")
+    parser.add_argument("--device", default="auto", type=device_name,
+                        help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True,
                         help="use the KV cache (--no-cache: recompute the whole sequence for every token)")
     args = parser.parse_args(argv)
-    if args.top_k < 1:
-        parser.error(f"--top_k {args.top_k}: must be at least 1 (1 is greedy)")
-    if args.temperature <= 0:
-        parser.error(f"--temperature {args.temperature}: must be above 0 (for greedy decoding use --top_k 1)")
-    if args.num_samples < 1 or args.max_new_tokens < 0:
-        parser.error("--num_samples must be at least 1 and --max_new_tokens at least 0")
 
     device, device_type = pick_device(args.device)
-    model = GPT.load(args.init_from).to(device).eval()
+    model = for_flag("--init_from", GPT.load, args.init_from).to(device).eval()
     enc = tiktoken.get_encoding("gpt2")
     t0 = time.perf_counter()
     texts = sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,

@@ -544,6 +544,8 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(
         description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
                     "recipe on FineWeb-Edu; see the README for a small run on a CPU.")
+    # Numbers are checked as they are parsed: a value out of range is refused at once, naming the flag and the range.
+    positive, count = plumbing.whole_number(1), plumbing.whole_number(0)
     parser.add_argument("--data", default="edu_fineweb10B",
                         help="a directory of shards written by fineweb.py, or a text file (its last 10%% of tokens "
                              "is the val split); input.txt is tiny Shakespeare, downloaded on first use")
@@ -556,40 +558,41 @@ def parse_args(argv=None):
     parser.add_argument("--model", default="gpt2", choices=list(plumbing.MODEL_PRESETS),
                         help="the size to train from scratch: sets the shape, the context, the batch and the "
                              "learning rate of the recipe; every one of them can still be set by its own flag")
-    parser.add_argument("--n_layer", type=int, default=12, help="transformer blocks (default: %(default)s)")
-    parser.add_argument("--n_head", type=int, default=12, help="attention heads per block (default: %(default)s)")
-    parser.add_argument("--n_embd", type=int, default=768, help="width of the residual stream (default: %(default)s)")
-    parser.add_argument("--block_size", type=int, default=1024,
+    parser.add_argument("--n_layer", type=positive, default=12, help="transformer blocks (default: %(default)s)")
+    parser.add_argument("--n_head", type=positive, default=12, help="attention heads per block (default: %(default)s)")
+    parser.add_argument("--n_embd", type=positive, default=768,
+                        help="width of the residual stream (default: %(default)s)")
+    parser.add_argument("--block_size", type=positive, default=1024,
                         help="longest context the model can see (default: %(default)s)")
-    parser.add_argument("--vocab_size", type=int, default=50304,
+    parser.add_argument("--vocab_size", type=plumbing.whole_number(GPT2_VOCAB_SIZE), default=50304,
                         help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
                              "matmul kernels handle faster (default: %(default)s)")
-    parser.add_argument("--batch_size", type=int, default=64,
+    parser.add_argument("--batch_size", type=positive, default=64,
                         help="B: rows per micro-batch, per process (default: %(default)s)")
-    parser.add_argument("--seq_len", type=int, default=1024, help="T: tokens per row (default: %(default)s)")
-    parser.add_argument("--total_batch_size", type=int, default=2**19,
+    parser.add_argument("--seq_len", type=positive, default=1024, help="T: tokens per row (default: %(default)s)")
+    parser.add_argument("--total_batch_size", type=positive, default=2**19,
                         help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s = "
                              "2**19; GPT-3 paper, table 2.1: 0.5M for the 125M model)")
-    parser.add_argument("--max_steps", type=int, default=19073,
+    parser.add_argument("--max_steps", type=count, default=19073,
                         help="optimizer steps; 0 only samples (default: %(default)s, one pass over 10B tokens; "
                              "with another --total_batch_size or --model, the steps of 10B tokens)")
-    parser.add_argument("--warmup_steps", type=int, default=715,
+    parser.add_argument("--warmup_steps", type=count, default=715,
                         help="steps of linear learning-rate warmup (default: %(default)s, 375M tokens as in GPT-3; "
                              "with another --total_batch_size or --model, the steps of 375M tokens)")
-    parser.add_argument("--max_lr", type=float, default=6e-4,
+    parser.add_argument("--max_lr", type=plumbing.real_number(0), default=6e-4,
                         help="peak learning rate, after warmup (default: %(default)s; GPT-3 paper, table 2.1: 6e-4 "
                              "for the 125M model)")
-    parser.add_argument("--min_lr", type=float, default=6e-5,
+    parser.add_argument("--min_lr", type=plumbing.real_number(0, above=False), default=6e-5,
                         help="learning rate at the end of the cosine decay (default: %(default)s, 0.1 * max_lr as "
                              "in GPT-3)")
-    parser.add_argument("--weight_decay", type=float, default=0.1,
+    parser.add_argument("--weight_decay", type=plumbing.real_number(0, above=False), default=0.1,
                         help="AdamW weight decay of the matmul weights and embeddings (default: %(default)s, as in "
                              "GPT-3)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
                         help="each epoch, read the train shards in a new seeded order, and the documents of each shard "
                              "too (off by default: the lecture's recipe reads the data in order)")
     # Speed
-    parser.add_argument("--device", default="auto",
+    parser.add_argument("--device", default="auto", type=plumbing.device_name,
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                         help="autocast dtype of the forward pass; auto is bfloat16 on CUDA and on CPUs with bf16 "
@@ -597,21 +600,22 @@ def parse_args(argv=None):
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
     # Evaluation, sampling, checkpoints
-    parser.add_argument("--seed", type=int, default=42, help="random seed for sampling")
+    parser.add_argument("--seed", type=plumbing.whole_number(0, 2**64 - 1), default=42,
+                        help="random seed for sampling")
     parser.add_argument("--log_dir", default="log", help="where log.txt (and checkpoints) are written")
-    parser.add_argument("--eval_interval", type=int, default=250,
+    parser.add_argument("--eval_interval", type=positive, default=250,
                         help="measure the validation loss every this many steps (and at the last step)")
-    parser.add_argument("--val_steps", type=int, default=20,
+    parser.add_argument("--val_steps", type=positive, default=20,
                         help="batches of the val split per validation, in all (shared out among the processes)")
     parser.add_argument("--hellaswag", action=argparse.BooleanOptionalAction, default=True,
                         help="evaluate HellaSwag acc_norm at every validation (downloads the val set on first use)")
     parser.add_argument("--hellaswag_dir", default="hellaswag", help="where the HellaSwag files are kept")
-    parser.add_argument("--hellaswag_limit", type=int, default=None,
+    parser.add_argument("--hellaswag_limit", type=positive, default=None,
                         help="evaluate only the first N of the 10,042 val examples (default: all)")
-    parser.add_argument("--hellaswag_batch_size", type=int, default=16,
+    parser.add_argument("--hellaswag_batch_size", type=positive, default=16,
                         help="HellaSwag examples per forward pass (4 rows each), as hellaswag.py's --batch_size; "
                              "lower it if the evaluation runs out of memory")
-    parser.add_argument("--checkpoint_interval", type=int, default=5000,
+    parser.add_argument("--checkpoint_interval", type=positive, default=5000,
                         help="write log_dir/model_STEP.pt every this many steps (and at the end)")
     parser.add_argument("--skip_nonfinite", action="store_true",
                         help="skip an optimizer step whose loss or gradient norm is NaN or inf (and log it) instead "
@@ -624,10 +628,10 @@ def parse_args(argv=None):
                         help="write the --init_from model (e.g. a checkpoint) as a HuggingFace GPT2LMHeadModel "
                              "directory and exit")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
-    parser.add_argument("--sample_interval", type=int, default=250,
+    parser.add_argument("--sample_interval", type=positive, default=250,
                         help="print samples every this many steps (and at the end)")
-    parser.add_argument("--num_samples", type=int, default=4, help="how many continuations to sample")
-    parser.add_argument("--max_new_tokens", type=int, default=32, help="length of each continuation, in tokens")
+    parser.add_argument("--num_samples", type=positive, default=4, help="how many continuations to sample")
+    parser.add_argument("--max_new_tokens", type=count, default=32, help="length of each continuation, in tokens")
     # The recipe's flags start UNSET, so that the preset can fill those the command line leaves out (the literal
     # defaults above are what the default preset, gpt2, gives them; a test keeps the two equal).
     args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(plumbing.PRESET_FLAGS, plumbing.UNSET)))
@@ -638,8 +642,9 @@ def parse_args(argv=None):
     if args.init_from == "scratch" and args.seq_len > args.block_size:
         parser.error(f"--seq_len {args.seq_len} is longer than the model's context --block_size {args.block_size}; "
                      "lower --seq_len or raise --block_size")
-    if args.hellaswag_batch_size < 1:
-        parser.error(f"--hellaswag_batch_size must be a positive number of examples, got {args.hellaswag_batch_size}")
+    if args.min_lr > args.max_lr:
+        parser.error(f"--min_lr {args.min_lr} is above --max_lr {args.max_lr}: the cosine decays from max_lr down to "
+                     "min_lr; lower --min_lr")
     if 0 < args.max_steps < args.warmup_steps:
         parser.error(f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the learning rate "
                      "would never reach its peak; lower --warmup_steps")
@@ -654,11 +659,11 @@ def load_run(args, world_size, ddp):
         print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
     checkpoint = None
     if path is not None:
-        model, checkpoint = GPT.from_checkpoint(path)
+        model, checkpoint = plumbing.for_flag("--resume", GPT.from_checkpoint, path)
         plumbing.check_resumable(path, checkpoint, args, world_size)
         print0(f"resuming from {path} at step {checkpoint['step']}")
     elif args.init_from != "scratch":
-        model = GPT.load(args.init_from)
+        model = plumbing.for_flag("--init_from", GPT.load, args.init_from)
     else:
         model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                               n_head=args.n_head, n_embd=args.n_embd))
@@ -687,11 +692,24 @@ def sample_only(model, args, device):
             print0(">", text)
 
 
+def check_paths(args, master_process, ddp):
+    """The paths the run reads and writes, checked before any work; a problem on any process stops them all."""
+    problems = [plumbing.data_problem(args.data) if args.max_steps > 0 else None,
+                plumbing.folder_problem("--log_dir", args.log_dir) if master_process and args.max_steps > 0 else None]
+    if args.hellaswag and args.max_steps > 0:  # the val file is downloaded into --hellaswag_dir if missing
+        missing = not os.path.exists(os.path.join(args.hellaswag_dir, "hellaswag_val.jsonl"))
+        problems.append(plumbing.folder_problem("--hellaswag_dir", args.hellaswag_dir, write=missing))
+    plumbing.stop_if_any_failed(next((p for p in problems if p), None), ddp)
+
+
 def export_hf(args):
     """--export_hf DIR: write the --init_from model as a HuggingFace directory, and nothing else."""
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, one process writes
-    GPT.load(args.init_from).save_pretrained(args.export_hf)
+    if problem := plumbing.new_folder_problem("--export_hf", args.export_hf):
+        raise SystemExit(problem)
+    model = plumbing.for_flag("--init_from", GPT.load, args.init_from)
+    plumbing.write_folder(args.export_hf, model.save_pretrained)
     print0(f"wrote {args.export_hf}/: load it with GPT2LMHeadModel.from_pretrained({args.export_hf!r})")
 
 
@@ -721,6 +739,7 @@ def main(argv=None):
         return export_hf(args)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
+    check_paths(args, master_process, ddp)  # before any work: a wrong path costs seconds
     B, T = args.batch_size, args.seq_len
     grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)  # checked before any work
     print0(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T} "

@@ -16,3 +16,28 @@ def shakespeare():
     path = os.path.join(ROOT, "input.txt")
     fetch_tiny_shakespeare(path)
     return path
+
+
+def mount_tmpfs(path, options):
+    """Mount a tmpfs on path (root only, where the sandbox allows it); True if it worked."""
+    import subprocess
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+                          capture_output=True).returncode == 0
+
+
+def unmount(path):
+    import subprocess
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def read_only_dir(tmp_path_factory):
+    """A folder this process cannot write in, or None where none can be made. Root ignores permissions, so for
+    root a read-only tmpfs is mounted there instead, where the machine allows it."""
+    path = tmp_path_factory.mktemp("read_only")
+    path.chmod(0o555)
+    mounted = os.access(path, os.W_OK) and mount_tmpfs(path, "ro,size=64k")
+    yield str(path) if not os.access(path, os.W_OK) else None
+    if mounted:
+        unmount(path)
+    path.chmod(0o755)
