@@ -80,22 +80,22 @@ def download(split, data_dir="hellaswag"):
 
 
 def _check_example(example, path, lineno):
-    """Raise a ValueError naming the file and line if the example lacks what render_example needs."""
+    """Raise an InputError (a ValueError) naming the file and line if the example lacks what render_example needs."""
     where = f"{path}, line {lineno}"
     if not isinstance(example, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(example).__name__}")
+        raise InputError(f"{where}: expected a JSON object, got {type(example).__name__}")
     if not isinstance(example.get("ctx"), str) or not example["ctx"]:
         # An empty context would leave the first ending token with nothing before it to predict it from.
-        raise ValueError(f"{where}: 'ctx' must be a non-empty string")
+        raise InputError(f"{where}: 'ctx' must be a non-empty string")
     endings = example.get("endings")
     if not isinstance(endings, list) or len(endings) != 4 or not all(isinstance(e, str) for e in endings):
-        raise ValueError(f"{where}: 'endings' must be a list of 4 strings")
+        raise InputError(f"{where}: 'endings' must be a list of 4 strings")
     if "label" not in example:
-        raise ValueError(f"{where}: no 'label' (the test split's labels are not public: evaluate on 'val')")
+        raise InputError(f"{where}: no 'label' (the test split's labels are not public: evaluate on 'val')")
     label = example["label"]
     # bool is a subclass of int in Python; True is not a valid answer index.
     if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < 4:
-        raise ValueError(f"{where}: 'label' must be an integer in 0..3, got {label!r}")
+        raise InputError(f"{where}: 'label' must be an integer in 0..3, got {label!r}")
 
 
 def iterate_examples(split, data_dir="hellaswag"):
@@ -108,7 +108,7 @@ def iterate_examples(split, data_dir="hellaswag"):
             try:
                 example = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}, line {lineno}: not valid JSON ({e.msg}); if the file is damaged, "
+                raise InputError(f"{path}, line {lineno}: not valid JSON ({e.msg}); if the file is damaged, "
                                  f"delete it and it will be downloaded again") from e
             _check_example(example, path, lineno)
             yield example

@@ -484,9 +484,14 @@ def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, args):
     """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
     scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs. Pass the uncompiled model:
     every batch of examples has its own length, and a compiled one would recompile for each."""
-    counts = hellaswag.evaluate(model, device=device, split="val", data_dir=args.hellaswag_dir, rank=rank,
-                                world_size=world_size, limit=args.hellaswag_limit, autocast_dtype=amp_dtype,
-                                batch_size=args.hellaswag_batch_size)
+    error, counts = None, (0, 0, 0)
+    try:
+        counts = hellaswag.evaluate(model, device=device, split="val", data_dir=args.hellaswag_dir, rank=rank,
+                                    world_size=world_size, limit=args.hellaswag_limit, autocast_dtype=amp_dtype,
+                                    batch_size=args.hellaswag_batch_size)
+    except plumbing.InputError as e:  # a damaged file: every process stops with its message
+        error = str(e)
+    plumbing.stop_if_any_failed(error, world_size > 1)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
     if world_size > 1:
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)

@@ -383,6 +383,26 @@ def test_example_missing_fields_names_file_and_line(tmp_path, change, message):
         list(hellaswag.iterate_examples("val", str(tmp_path)))
 
 
+@pytest.mark.parametrize("damage, message", [
+    ('{"ind": 2, "ctx": "cut off in the mid', "line 3: not valid JSON"),
+    ({**RECORDS[2], "label": 7}, "line 3: 'label' must be an integer in 0..3, got 7"),
+])
+def test_damaged_data_ends_the_command_lines_with_one_message(hf_dir, tmp_path, shakespeare, damage, message,
+                                                              capsys):
+    # hellaswag.py, and train_gpt2.py's evaluation during training: the file and the line, no traceback.
+    import train_gpt2
+    write_jsonl(tmp_path / "hellaswag_val.jsonl", [RECORDS[0], RECORDS[1], damage])
+    with pytest.raises(SystemExit) as exc:
+        hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", str(tmp_path)])
+    assert str(exc.value).startswith(str(tmp_path / "hellaswag_val.jsonl")) and message in str(exc.value)
+    with pytest.raises(SystemExit) as exc:
+        train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "log"), "--hellaswag", "--hellaswag_dir",
+                         str(tmp_path), "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32",
+                         "--batch_size", "2", "--seq_len", "32", "--total_batch_size", "64", "--max_steps", "1",
+                         "--warmup_steps", "1", "--val_steps", "1", "--no-compile", "--dtype", "float32"])
+    assert str(exc.value).startswith(str(tmp_path / "hellaswag_val.jsonl")) and message in str(exc.value)
+
+
 def test_example_without_label_points_to_val(tmp_path):
     record = {k: v for k, v in RECORDS[0].items() if k != "label"}
     write_jsonl(tmp_path / "hellaswag_val.jsonl", [record])

@@ -125,3 +125,20 @@ def test_a_download_that_fails_on_one_machine_stops_every_process(tmp_path, shak
         assert "[on node 1 (" in out
     assert os.listdir(machines[1] / "hellaswag") == []  # nothing half-written
     assert not (machines[0] / "log").exists()  # stopped before training
+
+
+def test_damaged_hellaswag_data_on_one_machine_stops_every_process_with_its_message(two_machines):
+    # The evaluation is not a collective: without a check, machine 1's process would stop with its error while
+    # machine 0's waited for it in the next all-reduce.
+    from test_e2e import write_hellaswag
+    for m in two_machines:
+        write_hellaswag(m / "hellaswag")
+    with open(two_machines[1] / "hellaswag" / "hellaswag_val.jsonl", "a") as f:
+        f.write('{"ind": 6, "ctx": "cut off in the mid\n')
+    argv = ["--data", "input.txt", "--hellaswag", "--hellaswag_dir", "hellaswag", "--total_batch_size", "128",
+            "--max_steps", "2", *TINY]
+    runs = launch(two_machines, argv)
+    assert all(rc != 0 for rc, _ in runs)
+    for _, out in runs:
+        assert out.count("hellaswag/hellaswag_val.jsonl, line 7: not valid JSON") == 1, out
+        assert "[on node 1 (" in out
