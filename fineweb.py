@@ -155,11 +155,17 @@ def write_shard(path, tokens):
     the bytes reach the disk before the rename, so even a power cut cannot leave a renamed but empty shard.
     """
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, tokens, allow_pickle=False)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            np.save(f, tokens, allow_pickle=False)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:  # a full disk, say
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise SystemExit(f"could not write {path} ({e}): the shards before it are complete and kept; free some space "
+                         "and run fineweb.py again, which keeps them and writes the rest") from None
 
 
 def already_written(path, tokens):

@@ -237,13 +237,13 @@ def fetch_tiny_shakespeare(path="input.txt"):
                          "to download it again, or, if it is your own text, give it another name and pass --data")
 
 
-def once_per_machine(job, local_rank, ddp):
-    """job() on each machine's local rank 0 (downloads, say) while the other processes wait; an error there stops
-    every process with its message."""
+def run_where(chosen, ddp, job, *args):
+    """job(*args) on the processes where `chosen` is true (each machine's local rank 0 for a download, rank 0 for a
+    checkpoint) while the others wait; if it fails on one, every process stops with its message."""
     error = None
-    if local_rank == 0:
+    if chosen:
         try:
-            job()
+            job(*args)
         except (SystemExit, InputError) as e:
             error = str(e.code if isinstance(e, SystemExit) else e)
     stop_if_any_failed(error, ddp)
@@ -357,11 +357,22 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
         # GPUs would not have. Not asking for it also keeps a CPU run on a GPU machine from starting CUDA here.
         checkpoint["rng"] = {"cpu": torch.get_rng_state()}
     tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        torch.save(checkpoint, f)
-        f.flush()
-        os.fsync(f.fileno())  # the data on the disk before the name: a power loss can keep a rename and lose data
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(checkpoint, f)
+            f.flush()
+            os.fsync(f.fileno())  # the data on the disk before the name: a power loss can keep a rename and lose data
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # a full disk, say (torch.save reports it as a RuntimeError after an OSError)
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        cause = e
+        while cause is not None and not isinstance(cause, OSError):
+            cause = cause.__context__
+        if cause is None:
+            raise
+        raise SystemExit(f"could not write the checkpoint {path} ({cause}): the run stops here. The checkpoints before "
+                         "it and log.txt are intact: free some space and continue with --resume auto") from None
 
 
 def read_checkpoint(path):
@@ -496,16 +507,23 @@ class Log:
                     step, kind = int(fields[0]), fields[1]
                     if step < resume_step or (step == resume_step and kind != "train"):
                         kept.append(line if line.endswith("\n") else line + "\n")
-        with open(self.path + ".tmp", "w") as f:
-            f.writelines(kept)
-        os.replace(self.path + ".tmp", self.path)
+        try:
+            with open(self.path + ".tmp", "w") as f:
+                f.writelines(kept)
+            os.replace(self.path + ".tmp", self.path)
+        except OSError as e:
+            raise SystemExit(f"could not write {self.path} ({e}); free some space, or give another --log_dir") from None
 
     def write(self, line):
         if not self.enabled:
             return
-        with open(self.path, "a") as f:
-            f.write(line + "\n")
-            f.flush()
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+                f.flush()
+        except OSError as e:  # a line cut short is dropped by a resume, like any line after its checkpoint
+            raise SystemExit(f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
+                             "before are intact: free some space and continue with --resume auto") from None
 
 
 # ----------------------------------------------------------------------------------------------------------------------

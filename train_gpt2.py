@@ -686,7 +686,7 @@ def download_data(args, local_rank, ddp):
             plumbing.fetch_tiny_shakespeare(args.data)
         if args.hellaswag:
             hellaswag.download("val", args.hellaswag_dir)
-    plumbing.once_per_machine(fetch, local_rank, ddp)
+    plumbing.run_where(local_rank == 0, ddp, fetch)
 
 
 def sample_only(model, args, device):
@@ -787,9 +787,10 @@ def main(argv=None):
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
                 raise SystemExit(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
             report(step, "val", "val loss", loss_val, log)
-            if checkpoint_due and master_process:
+            if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = os.path.join(args.log_dir, f"model_{step:05d}.pt")
-                plumbing.save_checkpoint(path, raw_model, step, loss_val, args, optimizer, train_loader)
+                plumbing.run_where(master_process, ddp, plumbing.save_checkpoint, path, raw_model, step, loss_val,
+                                   args, optimizer, train_loader)
                 print0(f"step {step:5d} | saved {path}")
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args)

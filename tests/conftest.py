@@ -41,3 +41,21 @@ def read_only_dir(tmp_path_factory):
     if mounted:
         unmount(path)
     path.chmod(0o755)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A factory: small_disk(size) is a folder on a file system of `size` bytes (a tmpfs), or None where none can be
+    mounted; unmounted at the end of the test."""
+    mounted = []
+
+    def make(size):
+        path = tmp_path / f"disk{len(mounted)}"
+        path.mkdir()
+        if not mount_tmpfs(path, f"size={size}"):
+            return None
+        mounted.append(path)
+        return str(path)
+    yield make
+    for path in mounted:
+        unmount(path)

@@ -1,6 +1,7 @@
 """Bad input and faults: each gives one clear message that says what to do (SystemExit, no deep traceback), and
 nothing already written is lost. The table in RELIABILITY.md lists these cases."""
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -122,7 +123,7 @@ def test_a_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         f.write(b"half a file")
         raise OSError("No space left on device")
     monkeypatch.setattr(plumbing.torch, "save", crash)
-    with pytest.raises(OSError):
+    with pytest.raises(SystemExit, match="could not write the checkpoint .*No space left on device.*--resume auto"):
         plumbing.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
     assert path.read_bytes() == before  # the file that looks whole is whole
     assert plumbing.latest_checkpoint(str(tmp_path)) == str(path)  # a .tmp is never taken for a checkpoint
@@ -196,3 +197,39 @@ def test_skip_nonfinite_logs_the_skipped_steps(shakespeare, tmp_path):
         kinds = [line.split()[:2] for line in f]
     assert kinds[:2] == [["0", "val"], ["0", "train"]]
     assert kinds[2:] == [["1", "skipped"], ["2", "skipped"]]
+
+
+def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shakespeare, tmp_path, small_disk,
+                                                                             monkeypatch):
+    # A checkpoint of this model, with its AdamW state, is about 19.6 MB: a 30 MB disk holds the one of step 2 and
+    # the log, and the one of step 4 cannot be written. Where no small file system can be mounted, the second
+    # checkpoint's write fails as a full disk would (ENOSPC) after half a file.
+    disk = small_disk(30 * 2**20)
+    if disk is None:
+        import errno
+        disk, real_save, calls = str(tmp_path / "log"), torch.save, []
+
+        def save(obj, f):
+            calls.append(1)
+            if len(calls) == 2:
+                f.write(b"half a checkpoint")
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_save(obj, f)
+        monkeypatch.setattr(plumbing.torch, "save", save)
+    argv = ["--data", shakespeare, "--log_dir", disk, *TINY, "--max_steps", "6", "--eval_interval", "2",
+            "--checkpoint_interval", "2"]
+    with pytest.raises(SystemExit, match=r"could not write the checkpoint .*model_00004\.pt \(.*No space left on "
+                                         r"device.*\): the run stops here.*intact.*--resume auto"):
+        train_gpt2.main(argv)
+    assert sorted(os.listdir(disk)) == ["log.txt", "model_00002.pt"]  # and no .tmp
+    assert GPT.from_checkpoint(os.path.join(disk, "model_00002.pt"))[1]["step"] == 2
+    with open(os.path.join(disk, "log.txt")) as f:
+        lines = [line.split()[:2] for line in f]
+    assert lines == [["0", "val"], ["0", "train"], ["1", "train"], ["2", "val"], ["2", "train"], ["3", "train"],
+                     ["4", "val"]]
+    # Once there is room again, the run goes on from the checkpoint that was kept.
+    roomy = tmp_path / "roomy"
+    shutil.copytree(disk, roomy)
+    monkeypatch.undo()
+    train_gpt2.main([*argv[:3], str(roomy), *argv[4:], "--resume", "auto"])
+    assert "model_00006.pt" in os.listdir(roomy)

@@ -241,3 +241,32 @@ def test_shards_left_from_another_run_are_pointed_out(corpus, tmp_path, capsys):
     fineweb.main(["--dataset", data, "--out_dir", out, "--shard_size", str(4 * SHARD_SIZE), "--workers", "1"])
     printed = capsys.readouterr().out
     assert "not from this run" in printed and "delete them" in printed
+
+
+def test_a_full_disk_stops_with_a_message_and_keeps_the_shards_written(tmp_path, small_disk, monkeypatch):
+    # 129,060 tokens in shards of 20,000 tokens, 40 KB each: a 96 KB disk holds two, and the third cannot be written.
+    # Where no small file system can be mounted, the third write fails as a full disk would (ENOSPC).
+    data = write_jsonl(tmp_path / "docs.jsonl", make_docs(400, seed=1))
+    whole = str(tmp_path / "whole")
+    fineweb.main(["--dataset", data, "--out_dir", whole, "--shard_size", "20000", "--workers", "1"])
+    assert len(shard_files(whole)) >= 3
+    disk = small_disk(96 * 1024)
+    if disk is None:
+        import errno
+        disk, real_save, calls = str(tmp_path / "disk"), np.save, []
+
+        def save(f, tokens, **kwargs):
+            calls.append(1)
+            if len(calls) == 3:
+                f.write(b"half a shard")
+                raise OSError(errno.ENOSPC, "No space left on device")
+            real_save(f, tokens, **kwargs)
+        monkeypatch.setattr(fineweb.np, "save", save)
+    out = os.path.join(disk, "shards")
+    with pytest.raises(SystemExit, match=r"could not write .*edufineweb_train_000002\.npy \(.*\): the shards before it "
+                                         r"are complete and kept; free some space and run fineweb.py again"):
+        fineweb.main(["--dataset", data, "--out_dir", out, "--shard_size", "20000", "--workers", "1"])
+    assert shard_files(out) == shard_files(whole)[:2]  # no .tmp left behind
+    assert sorted(os.listdir(out)) == sorted(shard_files(out))
+    for name in shard_files(out):
+        assert np.array_equal(np.load(os.path.join(out, name)), np.load(os.path.join(whole, name)))
