@@ -149,6 +149,17 @@ def data_problem(data):
     return None
 
 
+def paths_problem(args, master_process):
+    """What is wrong with the paths a training run reads and writes (--data, --log_dir where rank 0 writes it,
+    --hellaswag_dir, into which the val file is downloaded if missing), or None. A run that only samples needs none."""
+    if args.max_steps == 0:
+        return None
+    missing = not os.path.exists(os.path.join(args.hellaswag_dir, "hellaswag_val.jsonl"))
+    problems = [data_problem(args.data), folder_problem("--log_dir", args.log_dir) if master_process else None,
+                folder_problem("--hellaswag_dir", args.hellaswag_dir, write=missing) if args.hellaswag else None]
+    return next((problem for problem in problems if problem), None)
+
+
 def new_folder_problem(flag, path):
     """A folder to be written whole (--export_hf): it must not exist yet, or be empty, and be writable."""
     if os.path.isdir(path) and os.listdir(path):
@@ -237,16 +248,22 @@ def fetch_tiny_shakespeare(path="input.txt"):
                          "to download it again, or, if it is your own text, give it another name and pass --data")
 
 
+def all_or_none(ddp, job, *args, **kwargs):
+    """job(*args, **kwargs) on every process, and its result; if it fails on one (an InputError or a SystemExit, the
+    errors whose message says what to do), every process stops with that message."""
+    error = result = None
+    try:
+        result = job(*args, **kwargs)
+    except (SystemExit, InputError) as e:
+        error = str(e.code if isinstance(e, SystemExit) else e)
+    stop_if_any_failed(error, ddp)
+    return result
+
+
 def run_where(chosen, ddp, job, *args):
     """job(*args) on the processes where `chosen` is true (each machine's local rank 0 for a download, rank 0 for a
     checkpoint) while the others wait; if it fails on one, every process stops with its message."""
-    error = None
-    if chosen:
-        try:
-            job(*args)
-        except (SystemExit, InputError) as e:
-            error = str(e.code if isinstance(e, SystemExit) else e)
-    stop_if_any_failed(error, ddp)
+    all_or_none(ddp, job if chosen else (lambda *args: None), *args)
 
 
 def read_text(path):

@@ -229,9 +229,8 @@ class GPT(nn.Module):
 
     @classmethod
     def from_pretrained(cls, name_or_path):
-        """OpenAI's weights ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl") or any local directory written by
-        transformers' GPT2LMHeadModel.save_pretrained, in our module tree. The shape comes from the checkpoint's
-        config."""
+        """OpenAI's weights (OPENAI_MODELS) or a directory written by transformers' GPT2LMHeadModel.save_pretrained, in
+        our module tree; the shape comes from the checkpoint's config."""
         if name_or_path not in cls.OPENAI_MODELS and not os.path.isdir(name_or_path):
             raise plumbing.InputError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or "
                                       "a directory written by GPT2LMHeadModel.save_pretrained")
@@ -291,9 +290,8 @@ class GPT(nn.Module):
 
     @classmethod
     def load(cls, name_or_path):
-        """A trained model from anywhere this project reads one: a model_STEP.pt checkpoint of this script, an
-        OpenAI model name or a directory written by GPT2LMHeadModel.save_pretrained. What cannot be loaded raises a
-        plumbing.InputError (a ValueError) that says why."""
+        """A model_STEP.pt checkpoint of this script, an OpenAI model or a save_pretrained directory. What cannot be
+        loaded raises a plumbing.InputError (a ValueError) that says why."""
         if name_or_path.endswith(".pt"):
             return cls.from_checkpoint(name_or_path)[0]
         return cls.from_pretrained(name_or_path)
@@ -484,14 +482,11 @@ def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, args):
     """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
     scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs. Pass the uncompiled model:
     every batch of examples has its own length, and a compiled one would recompile for each."""
-    error, counts = None, (0, 0, 0)
-    try:
-        counts = hellaswag.evaluate(model, device=device, split="val", data_dir=args.hellaswag_dir, rank=rank,
-                                    world_size=world_size, limit=args.hellaswag_limit, autocast_dtype=amp_dtype,
-                                    batch_size=args.hellaswag_batch_size)
-    except plumbing.InputError as e:  # a damaged file: every process stops with its message
-        error = str(e)
-    plumbing.stop_if_any_failed(error, world_size > 1)
+    # Not a collective: a process that finds a damaged file must stop the others (plumbing.all_or_none).
+    counts = plumbing.all_or_none(world_size > 1, hellaswag.evaluate, model, device=device, split="val",
+                                  data_dir=args.hellaswag_dir, rank=rank, world_size=world_size,
+                                  limit=args.hellaswag_limit, autocast_dtype=amp_dtype,
+                                  batch_size=args.hellaswag_batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
     if world_size > 1:
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
@@ -555,14 +550,12 @@ def parse_args(argv=None):
                         help="a directory of shards written by fineweb.py, or a text file (its last 10%% of tokens "
                              "is the val split); input.txt is tiny Shakespeare, downloaded on first use")
     parser.add_argument("--init_from", default="scratch",
-                        help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, gpt2-large, gpt2-xl), a "
-                             "local directory written by GPT2LMHeadModel.save_pretrained, or a model_STEP.pt "
-                             "checkpoint of this script (its weights; the step and optimizer start afresh)")
+                        help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, ...), a directory written by "
+                             "save_pretrained, or a model_STEP.pt checkpoint (its weights; the step starts afresh)")
     # The model and the recipe. The defaults are GPT-2 124M's; --model picks another preset (plumbing.MODEL_PRESETS),
     # which sets every one of these that the command line leaves out.
     parser.add_argument("--model", default="gpt2", choices=list(plumbing.MODEL_PRESETS),
-                        help="the size to train from scratch: sets the shape, the context, the batch and the "
-                             "learning rate of the recipe; every one of them can still be set by its own flag")
+                        help="the size to train from scratch: sets each flag below that the command line leaves out")
     parser.add_argument("--n_layer", type=positive, default=12, help="transformer blocks (default: %(default)s)")
     parser.add_argument("--n_head", type=positive, default=12, help="attention heads per block (default: %(default)s)")
     parser.add_argument("--n_embd", type=positive, default=768,
@@ -585,23 +578,18 @@ def parse_args(argv=None):
                         help="steps of linear learning-rate warmup (default: %(default)s, 375M tokens as in GPT-3; "
                              "with another --total_batch_size or --model, the steps of 375M tokens)")
     parser.add_argument("--max_lr", type=plumbing.real_number(0), default=6e-4,
-                        help="peak learning rate, after warmup (default: %(default)s; GPT-3 paper, table 2.1: 6e-4 "
-                             "for the 125M model)")
+                        help="peak learning rate, after warmup (default: %(default)s, GPT-3 paper's table 2.1)")
     parser.add_argument("--min_lr", type=plumbing.real_number(0, above=False), default=6e-5,
-                        help="learning rate at the end of the cosine decay (default: %(default)s, 0.1 * max_lr as "
-                             "in GPT-3)")
+                        help="learning rate at the end of the decay (default: %(default)s, 0.1 * max_lr as in GPT-3)")
     parser.add_argument("--weight_decay", type=plumbing.real_number(0, above=False), default=0.1,
-                        help="AdamW weight decay of the matmul weights and embeddings (default: %(default)s, as in "
-                             "GPT-3)")
+                        help="AdamW weight decay of matmul weights and embeddings (default: %(default)s, as GPT-3)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
-                        help="each epoch, read the train shards in a new seeded order, and the documents of each shard "
-                             "too (off by default: the lecture's recipe reads the data in order)")
+                        help="read the train shards, and each one's documents, in a new seeded order each epoch")
     # Speed
     parser.add_argument("--device", default="auto", type=plumbing.device_name,
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="autocast dtype of the forward pass; auto is bfloat16 on CUDA and on CPUs with bf16 "
-                             "instructions, float32 elsewhere")
+                        help="autocast dtype of the forward pass; auto: bfloat16 where the GPU or CPU has it natively")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
     # Evaluation, sampling, checkpoints
@@ -618,20 +606,16 @@ def parse_args(argv=None):
     parser.add_argument("--hellaswag_limit", type=positive, default=None,
                         help="evaluate only the first N of the 10,042 val examples (default: all)")
     parser.add_argument("--hellaswag_batch_size", type=positive, default=16,
-                        help="HellaSwag examples per forward pass (4 rows each), as hellaswag.py's --batch_size; "
-                             "lower it if the evaluation runs out of memory")
+                        help="HellaSwag examples per forward pass; lower it if the evaluation runs out of memory")
     parser.add_argument("--checkpoint_interval", type=positive, default=5000,
                         help="write log_dir/model_STEP.pt every this many steps (and at the end)")
     parser.add_argument("--skip_nonfinite", action="store_true",
-                        help="skip an optimizer step whose loss or gradient norm is NaN or inf (and log it) instead "
-                             "of stopping the run")
+                        help="skip (and log) a step whose loss or gradient norm is NaN or inf, instead of stopping")
     parser.add_argument("--resume", default=None,
-                        help="continue a run exactly from one of its checkpoints (weights, optimizer, data position, "
-                             "RNG, step; log.txt continues): a model_STEP.pt path, or 'auto' for the newest one in "
+                        help="continue a run exactly from a model_STEP.pt checkpoint, or 'auto': the newest in "
                              "--log_dir (none yet: start from step 0)")
     parser.add_argument("--export_hf", default=None, metavar="DIR",
-                        help="write the --init_from model (e.g. a checkpoint) as a HuggingFace GPT2LMHeadModel "
-                             "directory and exit")
+                        help="write the --init_from model as a HuggingFace GPT2LMHeadModel directory, and exit")
     parser.add_argument("--prompt", default="Hello, I'm a language model,", help="text that samples start from")
     parser.add_argument("--sample_interval", type=positive, default=250,
                         help="print samples every this many steps (and at the end)")
@@ -678,15 +662,18 @@ def load_run(args, world_size, ddp):
     return model, checkpoint
 
 
-def download_data(args, local_rank, ddp):
-    """Tiny Shakespeare and HellaSwag's val set, fetched once per machine (by its local rank 0) while the other
-    processes wait; a download that fails stops them all with its message."""
+def prepare_files(args, local_rank, master_process, ddp):
+    """Before any work: check the paths the run reads and writes, then fetch tiny Shakespeare and HellaSwag's val
+    set once per machine (by its local rank 0) while the other processes wait. A problem on any process stops them
+    all with its message."""
+    plumbing.stop_if_any_failed(plumbing.paths_problem(args, master_process), ddp)
+
     def fetch():
         if os.path.basename(args.data) == "input.txt":
             plumbing.fetch_tiny_shakespeare(args.data)
         if args.hellaswag:
             hellaswag.download("val", args.hellaswag_dir)
-    plumbing.run_where(local_rank == 0, ddp, fetch)
+    plumbing.run_where(local_rank == 0 and args.max_steps > 0, ddp, fetch)
 
 
 def sample_only(model, args, device):
@@ -695,16 +682,6 @@ def sample_only(model, args, device):
         for text in sample(model, tiktoken.get_encoding("gpt2"), args.prompt, args.num_samples, args.max_new_tokens,
                            device, args.seed):
             print0(">", text)
-
-
-def check_paths(args, master_process, ddp):
-    """The paths the run reads and writes, checked before any work; a problem on any process stops them all."""
-    problems = [plumbing.data_problem(args.data) if args.max_steps > 0 else None,
-                plumbing.folder_problem("--log_dir", args.log_dir) if master_process and args.max_steps > 0 else None]
-    if args.hellaswag and args.max_steps > 0:  # the val file is downloaded into --hellaswag_dir if missing
-        missing = not os.path.exists(os.path.join(args.hellaswag_dir, "hellaswag_val.jsonl"))
-        problems.append(plumbing.folder_problem("--hellaswag_dir", args.hellaswag_dir, write=missing))
-    plumbing.stop_if_any_failed(next((p for p in problems if p), None), ddp)
 
 
 def export_hf(args):
@@ -725,9 +702,8 @@ def report(step, kind, label, value, log):
 
 
 def not_finite(step, loss, norm, args, log):
-    """After a step that plumbing.step_if_finite skipped for a NaN or inf loss or gradient norm: stop the run, or
-    (--skip_nonfinite) log the step as skipped and return True. The loss is averaged and the gradients synced, so
-    every process sees the same numbers and takes the same branch."""
+    """After a step that plumbing.step_if_finite skipped for a NaN or inf loss or norm: stop the run, or (with
+    --skip_nonfinite) log the skipped step and return True. Every process sees the same (averaged) numbers."""
     if math.isfinite(loss.item()) and math.isfinite(norm.item()):
         return False
     if not args.skip_nonfinite:
@@ -744,7 +720,7 @@ def main(argv=None):
         return export_hf(args)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
-    check_paths(args, master_process, ddp)  # before any work: a wrong path costs seconds
+    prepare_files(args, local_rank, master_process, ddp)  # before any work: a wrong path costs seconds
     B, T = args.batch_size, args.seq_len
     grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)  # checked before any work
     print0(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T} "
@@ -764,7 +740,6 @@ def main(argv=None):
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
         model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
-    download_data(args, local_rank, ddp)
     train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
                                   shuffle=args.shuffle, seed=args.seed, vocab_size=raw_model.config.vocab_size)
     # Every process reads the val split whole, as one process would; val_loss shares the batches out.
