@@ -1,0 +1,90 @@
+"""The README's lecture map stays true: every chapter of the video appears once, in order, each time link opens the
+video at its own time, and every short commit hash in the README names a commit of this repository."""
+import os
+import re
+import subprocess
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+VIDEO = "https://youtu.be/l8pRSuU81PU"
+# The chapters of "Let's reproduce GPT-2 (124M)", as the video's own description lists them.
+CHAPTERS = [
+    ("0:00:00", "intro: Let's reproduce GPT-2 (124M)"),
+    ("0:03:39", "exploring the GPT-2 (124M) OpenAI checkpoint"),
+    ("0:13:47", "SECTION 1: implementing the GPT-2 nn.Module"),
+    ("0:28:08", "loading the huggingface/GPT-2 parameters"),
+    ("0:31:00", "implementing the forward pass to get logits"),
+    ("0:33:31", "sampling init, prefix tokens, tokenization"),
+    ("0:37:02", "sampling loop"),
+    ("0:41:47", "sample, auto-detect the device"),
+    ("0:45:50", "let's train: data batches (B,T) → logits (B,T,C)"),
+    ("0:52:53", "cross entropy loss"),
+    ("0:56:42", "optimization loop: overfit a single batch"),
+    ("1:02:00", "data loader lite"),
+    ("1:06:14", "parameter sharing wte and lm_head"),
+    ("1:13:47", "model initialization: std 0.02, residual init"),
+    ("1:22:18", "SECTION 2: Let's make it fast. GPUs, mixed precision, 1000ms"),
+    ("1:28:14", "Tensor Cores, timing the code, TF32 precision, 333ms"),
+    ("1:39:38", "float16, gradient scalers, bfloat16, 300ms"),
+    ("1:48:15", "torch.compile, Python overhead, kernel fusion, 130ms"),
+    ("2:00:18", "flash attention, 96ms"),
+    ("2:06:54", "nice/ugly numbers. vocab size 50257 → 50304, 93ms"),
+    ("2:14:55", "SECTION 3: hyperparameters, AdamW, gradient clipping"),
+    ("2:21:06", "learning rate scheduler: warmup + cosine decay"),
+    ("2:26:21", "batch size schedule, weight decay, FusedAdamW, 90ms"),
+    ("2:34:09", "gradient accumulation"),
+    ("2:46:52", "distributed data parallel (DDP)"),
+    ("3:10:21", "datasets used in GPT-2, GPT-3, FineWeb (EDU)"),
+    ("3:23:10", "validation data split, validation loss, sampling revive"),
+    ("3:28:23", "evaluation: HellaSwag, starting the run"),
+    ("3:43:05", "SECTION 4: results in the morning! GPT-2, GPT-3 repro"),
+    ("3:56:21", "shoutout to llm.c, equivalent but faster code in raw C/CUDA"),
+    ("3:59:39", "summary, phew, build-nanogpt github repo"),
+]
+LINK = re.compile(r"\[(\d+):(\d\d):(\d\d)\]\(" + re.escape(VIDEO) + r"\?t=(\d+)\)")
+
+
+def readme():
+    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+        return f.read()
+
+
+def map_rows():
+    """(time, chapter, row) of each row of the lecture map: the table rows that open with a time link."""
+    rows = []
+    for line in readme().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and LINK.fullmatch(cells[0]):
+            rows.append((cells[0].split("]")[0][1:], cells[1], line))
+    return rows
+
+
+def test_every_chapter_appears_once_in_order():
+    assert [(time, chapter) for time, chapter, _ in map_rows()] == CHAPTERS
+
+
+def test_each_time_link_opens_the_video_at_its_own_time():
+    links = LINK.findall(readme())
+    assert len(links) >= len(CHAPTERS)
+    for h, m, s, seconds in links:
+        assert int(seconds) == 3600 * int(h) + 60 * int(m) + int(s), f"{h}:{m}:{s} links to t={seconds}"
+
+
+def test_each_chapter_row_points_to_code_or_to_the_readme():
+    for time, chapter, row in map_rows():
+        assert re.search(r"`[0-9a-f]{7}`|README|below", row), f"{time} {chapter}: no commit and no pointer"
+
+
+def test_every_short_hash_in_the_readme_names_a_commit_of_this_repository():
+    inside = subprocess.run(["git", "rev-parse", "--is-inside-work-tree"], cwd=ROOT, capture_output=True, text=True)
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True,
+                             text=True)
+    if inside.returncode != 0 or shallow.stdout.strip() == "true":
+        pytest.skip("this checkout has no git history (or only part of it) to look the hashes up in")
+    # A short hash: 7 to 40 hex digits with at least one letter and one digit (not a number, not a word).
+    hashes = set(re.findall(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", readme()))
+    assert len(hashes) > 40  # the map and the history name many
+    for h in sorted(hashes):
+        kind = subprocess.run(["git", "cat-file", "-t", h], cwd=ROOT, capture_output=True, text=True)
+        assert kind.stdout.strip() == "commit", f"`{h}` in README.md is not a commit of this repository"
