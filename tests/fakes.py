@@ -14,8 +14,10 @@ import urllib.request
 
 
 class Response:
-    def __init__(self, url, body):
-        self.url, self.body, self.headers = url, body, {"Content-Length": str(len(body))}
+    """What urlopen returns: serves `body`, announcing `length` bytes (its own length unless given)."""
+
+    def __init__(self, url, body, length=None):
+        self.url, self.body, self.headers = url, body, {"Content-Length": str(len(body) if length is None else length)}
 
     def geturl(self):
         return self.url
@@ -44,9 +46,10 @@ def urlopen(url, timeout=None):
         return Response(url, f.read())
 
 
-urllib.request.urlopen = urlopen
-if os.environ.get("FAKE_PEAK_FLOPS"):
-    import plumbing
-    plumbing.peak_flops = lambda device_type: float(os.environ["FAKE_PEAK_FLOPS"])
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
+if __name__ == "__main__":
+    urllib.request.urlopen = urlopen
+    if os.environ.get("FAKE_PEAK_FLOPS"):
+        import plumbing
+        plumbing.peak_flops = lambda device_type: float(os.environ["FAKE_PEAK_FLOPS"])
+    sys.argv = sys.argv[1:]
+    runpy.run_path(sys.argv[0], run_name="__main__")

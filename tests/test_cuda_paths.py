@@ -141,12 +141,11 @@ def test_peak_flops_of_the_current_gpu(monkeypatch):
     assert plumbing.peak_flops("cpu") is None
 
 
-def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, shakespeare, tmp_path, monkeypatch):
+def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one_process_torchrun, shakespeare,
+                                                                  tmp_path, monkeypatch):
     # One process as torchrun starts it, on the fake GPU: NCCL is asked for (gloo stands in for it), and DDP is
     # given the process's GPU (a recording DDP takes the ids and runs on the CPU). The run logs what the plain CPU
     # run logs.
-    import socket
-
     import torch.distributed as dist
     asked = {}
     real_init = dist.init_process_group
@@ -160,12 +159,6 @@ def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, sha
             asked["device_ids"] = device_ids
             super().__init__(module)
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                           MASTER_PORT=str(port)).items():
-        monkeypatch.setenv(key, value)
     monkeypatch.setattr(train_gpt2.dist, "init_process_group", init_process_group)
     monkeypatch.setattr(train_gpt2, "DDP", RecordingDDP)
     monkeypatch.setattr(plumbing, "gpu_of", lambda local_rank, visible: "cpu")  # the fake GPU's tensors: the CPU's

@@ -73,20 +73,12 @@ def test_a_batch_the_world_size_cannot_divide_is_refused_before_any_work(shakesp
     assert "using device" in out.stdout and "autocast dtype" not in out.stdout  # refused before building anything
 
 
-def test_a_run_that_stops_with_a_message_leaves_no_process_group(shakespeare, tmp_path, monkeypatch):
+def test_a_run_that_stops_with_a_message_leaves_no_process_group(shakespeare, tmp_path, one_process_torchrun):
     # A one-process group, as torchrun would set it up, and a run refused after it exists (the batch does not
     # divide): the process group must be gone when main() ends, or NCCL warns at exit that it was left behind.
-    import socket
-
     import torch.distributed as dist
 
     import train_gpt2
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-                           MASTER_PORT=str(port)).items():
-        monkeypatch.setenv(key, value)
     bad = [a if a != "256" else "100" for a in TINY]
     try:
         with pytest.raises(SystemExit, match="is not a multiple of"):

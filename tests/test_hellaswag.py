@@ -414,24 +414,10 @@ def test_example_without_label_points_to_val(tmp_path):
 # Download, with urlopen replaced so that no network is touched
 
 
-class FakeResponse:
+def FakeResponse(body, length):
     """Stands in for urlopen's response: serves `body`, announcing `length` bytes in Content-Length."""
-
-    def __init__(self, body, length):
-        self.body, self.headers = body, {"Content-Length": str(length)}
-
-    def geturl(self):
-        return hellaswag.DATA_URL.format(split="val")
-
-    def read(self, n):
-        chunk, self.body = self.body[:n], self.body[n:]
-        return chunk
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
+    from fakes import Response
+    return Response(hellaswag.DATA_URL.format(split="val"), body, length)
 
 
 def test_download_offline_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch):

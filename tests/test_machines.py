@@ -4,11 +4,11 @@ different files on different "machines", as they would without a shared file sys
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 
 import pytest
+from conftest import free_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAKES = os.path.join(ROOT, "tests", "fakes.py")
@@ -16,12 +16,6 @@ TINY = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", 
         "--warmup_steps", "1", "--val_steps", "2", "--eval_interval", "2", "--checkpoint_interval", "2",
         "--sample_interval", "100", "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2",
         "--log_dir", "log"]
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def launch(machines, argv, nproc=1, env=None, timeout=240):
