@@ -31,7 +31,8 @@ class InputError(ValueError):
 
 def command_line(main):
     """Wrap a script's main() so that an InputError ends the program with its message and exit status 1, and so that
-    however main() ends, under torchrun too, it leaves no process group behind (NCCL warns of one at exit)."""
+    however main() ends, at its last step or on an error, it leaves no process group behind: this is the lecture's
+    destroy_process_group() at the end of a DDP run (NCCL warns at exit of a group left behind)."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
@@ -62,6 +63,24 @@ def stop_if_any_failed(error, ddp):
             raise SystemExit(f"{failed[0][0]} [on {places}]" if os.environ.get("LOCAL_RANK", "0") == "0" else 1)
     elif error:
         raise SystemExit(error)
+
+
+def all_or_none(ddp, job, *args, **kwargs):
+    """job(*args, **kwargs) on every process, and its result; if it fails on one (an InputError or a SystemExit, the
+    errors whose message says what to do), every process stops with that message."""
+    error = result = None
+    try:
+        result = job(*args, **kwargs)
+    except (SystemExit, InputError) as e:
+        error = str(e.code if isinstance(e, SystemExit) else e)
+    stop_if_any_failed(error, ddp)
+    return result
+
+
+def run_where(chosen, ddp, job, *args):
+    """job(*args) on the processes where `chosen` is true (each machine's local rank 0 for a download, rank 0 for a
+    checkpoint) while the others wait; if it fails on one, every process stops with its message."""
+    all_or_none(ddp, job if chosen else (lambda *args: None), *args)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -134,16 +153,13 @@ def folder_problem(flag, path, write=True):
 def data_problem(data):
     """What --data names must be there: shards of both splits, or a text file (input.txt is downloaded if missing)."""
     if os.path.isdir(data):
-        names = os.listdir(data)
         for split in ("train", "val"):
-            if not any(f"_{split}_" in name and name.endswith(".npy") for name in names):
-                return (f"--data {data}: no shards matching '{split}' in it: run 'python fineweb.py' first, or pass "
-                        "--data input.txt")
+            if not shard_names(data, split):
+                return no_shards_message(data, split)
     elif os.path.basename(data) == "input.txt" and not os.path.exists(data):
         return folder_problem("--data", os.path.dirname(data) or ".")  # tiny Shakespeare is downloaded there
     elif not os.path.isfile(data):
-        return (f"--data {data}: no such file or shard directory; run 'python fineweb.py' to make the FineWeb-Edu "
-                "shards in edu_fineweb10B/, or pass --data input.txt")
+        return no_data_message(data)
     elif not os.access(data, os.R_OK):
         return f"--data {data}: cannot be read; check its permissions"
     return None
@@ -248,31 +264,12 @@ def fetch_tiny_shakespeare(path="input.txt"):
                          "to download it again, or, if it is your own text, give it another name and pass --data")
 
 
-def all_or_none(ddp, job, *args, **kwargs):
-    """job(*args, **kwargs) on every process, and its result; if it fails on one (an InputError or a SystemExit, the
-    errors whose message says what to do), every process stops with that message."""
-    error = result = None
-    try:
-        result = job(*args, **kwargs)
-    except (SystemExit, InputError) as e:
-        error = str(e.code if isinstance(e, SystemExit) else e)
-    stop_if_any_failed(error, ddp)
-    return result
-
-
-def run_where(chosen, ddp, job, *args):
-    """job(*args) on the processes where `chosen` is true (each machine's local rank 0 for a download, rank 0 for a
-    checkpoint) while the others wait; if it fails on one, every process stops with its message."""
-    all_or_none(ddp, job if chosen else (lambda *args: None), *args)
-
-
 def read_text(path):
     """The text of a --data file. A file named input.txt is tiny Shakespeare: fetched on first use and checked."""
     if os.path.basename(path) == "input.txt":
         fetch_tiny_shakespeare(path)
     if not os.path.isfile(path):
-        raise SystemExit(f"--data {path}: no such file or shard directory; run 'python fineweb.py' to make the "
-                         "FineWeb-Edu shards in edu_fineweb10B/, or pass --data input.txt")
+        raise SystemExit(no_data_message(path))
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
@@ -281,12 +278,25 @@ def read_text(path):
                          "shards written by fineweb.py")
 
 
+def no_data_message(data):
+    return (f"--data {data}: no such file or shard directory; run 'python fineweb.py' to make the FineWeb-Edu shards "
+            "in edu_fineweb10B/, or pass --data input.txt")
+
+
+def no_shards_message(data, split):
+    return f"--data {data}: no shards matching '{split}' in it; run 'python fineweb.py' first, or pass --data input.txt"
+
+
+def shard_names(data, split):
+    """The names of a split's shards in a directory written by fineweb.py, in name order."""
+    return sorted(f for f in os.listdir(data) if f"_{split}_" in f and f.endswith(".npy"))
+
+
 def shard_paths(data, split):
-    """The shards of a split in a directory written by fineweb.py, in name order."""
-    names = sorted(f for f in os.listdir(data) if f"_{split}_" in f and f.endswith(".npy"))
+    """The shards of a split in a directory written by fineweb.py, as paths in name order."""
+    names = shard_names(data, split)
     if not names:
-        raise SystemExit(f"no shards matching '{split}' in {data}/: run 'python fineweb.py' first, or pass "
-                         "--data input.txt")
+        raise SystemExit(no_shards_message(data, split))
     return [os.path.join(data, name) for name in names]
 
 
@@ -361,7 +371,7 @@ def check_total_batch(total_batch_size, B, T, world_size):
 def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None):
     """Write what it takes to use the model again (weights, shape), what says how it was made (step, val loss, the
     run's arguments) and, given the optimizer and the data loader, what it takes to continue the run exactly (their
-    state and the RNG states). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written
+    state and the CPU's RNG state). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written
     to a temporary name, synced to the disk and renamed: a crash or a power loss never leaves a file that looks
     whole and is not."""
     checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
@@ -610,11 +620,6 @@ def use_compile(requested, device_type):
     if requested is not None:
         return requested
     return device_type == "cuda" or (device_type == "cpu" and sys.platform != "win32")
-
-
-def end_distributed(ddp):
-    if ddp:
-        torch.distributed.destroy_process_group()
 
 
 def synchronize(device_type):

@@ -793,7 +793,7 @@ def main(argv=None):
         print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "
                f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
         log.write(f"{step} train {loss.item():.6f}")
-    plumbing.end_distributed(ddp)
+    # (plumbing.command_line destroys the process group when main() returns, as the lecture does at the end.)
 
 
 if __name__ == "__main__":
