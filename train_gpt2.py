@@ -702,18 +702,18 @@ def report(step, kind, label, value, log):
 
 
 def not_finite(step, loss, norm, args, log):
-    """After a step that plumbing.step_if_finite skipped for a NaN or inf loss or norm: stop the run, or (with
+    """After a step that plumbing.step_if_finite skipped for a NaN or inf loss or norm (floats): stop the run, or (with
     --skip_nonfinite) log the skipped step and return True. Every process sees the same (averaged) numbers."""
-    if math.isfinite(loss.item()) and math.isfinite(norm.item()):
+    if math.isfinite(loss) and math.isfinite(norm):
         return False
     if not args.skip_nonfinite:
-        raise SystemExit(plumbing.nonfinite_message(step, f"loss {loss.item()}, gradient norm {norm.item()}", args))
-    print0(f"step {step:5d} | loss {loss.item()} | norm {norm.item()} | not finite: step skipped")
-    log.write(f"{step} skipped {loss.item()}")
+        raise SystemExit(plumbing.nonfinite_message(step, f"loss {loss}, gradient norm {norm}", args))
+    print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
+    log.write(f"{step} skipped {loss}")
     return True
 
 
-@plumbing.command_line
+@plumbing.command_line  # on return, destroys the process group as the lecture does; an InputError ends with its message
 def main(argv=None):
     args = parse_args(argv)
     if args.export_hf:
@@ -786,14 +786,14 @@ def main(argv=None):
             group["lr"] = lr
         plumbing.step_if_finite(optimizer, loss, norm)  # a NaN or inf loss or norm must not reach the weights
         plumbing.synchronize(device_type)
+        loss, norm = loss.item(), norm.item()  # read from the device once, now that the step is done
         if not_finite(step, loss, norm, args, log):  # stops the run, or with --skip_nonfinite logs the skipped step
             continue
         dt = time.perf_counter() - t0
         mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together
-        print0(f"step {step:5d} | loss {loss.item():.6f} | lr {lr:.4e} | norm {norm.item():.4f} | "
+        print0(f"step {step:5d} | loss {loss:.6f} | lr {lr:.4e} | norm {norm:.4f} | "
                f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
-        log.write(f"{step} train {loss.item():.6f}")
-    # (plumbing.command_line destroys the process group when main() returns, as the lecture does at the end.)
+        log.write(f"{step} train {loss:.6f}")
 
 
 if __name__ == "__main__":
