@@ -61,17 +61,10 @@ def small_disk(tmp_path):
         unmount(path)
 
 
-def free_port():
-    """A TCP port on this machine that nothing listens on now."""
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def one_process_torchrun(monkeypatch):
     """The environment torchrun gives the one process of a one-process run, so main() sets up a process group."""
+    from helpers import free_port
     for key, value in dict(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
                            MASTER_PORT=str(free_port())).items():
         monkeypatch.setenv(key, value)

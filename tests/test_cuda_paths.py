@@ -5,14 +5,13 @@ import os
 
 import pytest
 import torch
+from helpers import tiny_flags
 
 import plumbing
 import train_gpt2
 
-TINY = ["--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
-        "--total_batch_size", "128", "--max_steps", "4", "--warmup_steps", "1", "--val_steps", "2",
-        "--eval_interval", "2", "--checkpoint_interval", "2", "--sample_interval", "100", "--no-hellaswag",
-        "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2"]
+TINY = tiny_flags(device=None, total_batch_size=128, max_steps=4, val_steps=2, eval_interval=2, checkpoint_interval=2,
+                  sample_interval=100)
 
 
 def refuse(*args, **kwargs):

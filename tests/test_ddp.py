@@ -7,12 +7,11 @@ import subprocess
 import sys
 
 import pytest
+from helpers import ROOT, tiny_flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
-        "--total_batch_size", "256", "--max_steps", "4", "--warmup_steps", "2", "--max_lr", "1e-3",
-        "--no-compile", "--dtype", "float32", "--no-hellaswag", "--num_samples", "1", "--max_new_tokens", "4",
-        "--eval_interval", "2", "--val_steps", "3"]
+# This file's tiny run: helpers.tiny_flags with these changes.
+TINY = dict(n_layer=2, total_batch_size=256, max_steps=4, warmup_steps=2, max_lr=1e-3, max_new_tokens=4,
+            eval_interval=2, val_steps=3)
 
 
 PEAK = 1e9  # a made-up GPU peak, FLOP/s, for the MFU printed (tests/fakes.py gives it to plumbing.peak_flops)
@@ -21,7 +20,7 @@ PEAK = 1e9  # a made-up GPU peak, FLOP/s, for the MFU printed (tests/fakes.py gi
 def run(launcher, data, log_dir):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, FAKE_PEAK_FLOPS=str(PEAK))
     out = subprocess.run([*launcher, os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"),
-                          "--data", data, "--log_dir", str(log_dir), *TINY],
+                          "--data", data, "--log_dir", str(log_dir), *tiny_flags(**TINY)],
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
@@ -62,7 +61,7 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(shakespeare
 
 
 def test_a_batch_the_world_size_cannot_divide_is_refused_before_any_work(shakespeare, tmp_path):
-    bad = [a if a != "256" else "192" for a in TINY]  # 192 = 3 * 2 * 32: fine for one process, not for two
+    bad = tiny_flags(**{**TINY, "total_batch_size": 192})  # 192 = 3 * 2 * 32: fine for one process, not for two
     env = dict(os.environ, OMP_NUM_THREADS="1")
     out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                           os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir", str(tmp_path),
@@ -79,7 +78,7 @@ def test_a_run_that_stops_with_a_message_leaves_no_process_group(shakespeare, tm
     import torch.distributed as dist
 
     import train_gpt2
-    bad = [a if a != "256" else "100" for a in TINY]
+    bad = tiny_flags(**{**TINY, "total_batch_size": 100})
     try:
         with pytest.raises(SystemExit, match="is not a multiple of"):
             train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *bad])

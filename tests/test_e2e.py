@@ -8,27 +8,15 @@ import os
 
 import pytest
 import torch
+from helpers import run_notebook, tiny_flags, write_hellaswag
 
 import fineweb
 import train_gpt2
 
 MAX_STEPS, INTERVAL = 6, 3
-TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
-        "--total_batch_size", "64", "--max_steps", str(MAX_STEPS), "--warmup_steps", "2", "--max_lr", "3e-3",
-        "--eval_interval", str(INTERVAL), "--val_steps", "2", "--sample_interval", str(INTERVAL),
-        "--checkpoint_interval", str(INTERVAL), "--num_samples", "2", "--max_new_tokens", "5",
-        "--dtype", "float32", "--compile"]
-
-
-def write_hellaswag(data_dir):
-    os.makedirs(data_dir)
-    with open(os.path.join(data_dir, "hellaswag_val.jsonl"), "w") as f:
-        for i in range(6):
-            f.write(json.dumps({"ind": i, "activity_label": "Test", "ctx_a": "A man opens a door.", "ctx_b": "He",
-                                "ctx": "A man opens a door. He", "split": "val", "split_type": "indomain",
-                                "label": i % 4, "source_id": f"test~{i}",
-                                "endings": ["walks in.", "sings a song about the sea.", "sits.", "runs away fast."]})
-                    + "\n")
+TINY = tiny_flags(n_layer=2, max_steps=MAX_STEPS, warmup_steps=2, max_lr=3e-3, eval_interval=INTERVAL, val_steps=2,
+                  sample_interval=INTERVAL, checkpoint_interval=INTERVAL, num_samples=2, max_new_tokens=5,
+                  hellaswag=None, compile=True)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +91,6 @@ def test_training_continues_from_a_checkpoint_with_init_from(run, tmp_path, caps
 
 
 def test_notebook_plots_the_log(run, tmp_path):
-    from test_notebook import run_notebook
     from transformers import GPT2Config, GPT2LMHeadModel
     _, log_dir, _ = run
     torch.manual_seed(0)

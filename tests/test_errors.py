@@ -6,14 +6,13 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from helpers import tiny_flags
 
 import plumbing
 import train_gpt2
 from train_gpt2 import GPT, GPTConfig, DataLoaderLite, parse_args
 
-TINY = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
-        "--total_batch_size", "64", "--warmup_steps", "1", "--val_steps", "1", "--no-hellaswag", "--no-compile",
-        "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2"]
+TINY = tiny_flags(max_steps=None)
 
 
 def shard_dir(tmp_path, train_tokens):

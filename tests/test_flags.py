@@ -9,18 +9,16 @@ import sys
 import traceback
 
 import pytest
+from helpers import ROOT, tiny_flags, write_hellaswag
 
 import fineweb
 import hellaswag
 import sample
 import train_gpt2
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = {"train_gpt2.py": train_gpt2, "fineweb.py": fineweb, "hellaswag.py": hellaswag, "sample.py": sample}
 # A small run, so that a row whose check comes late would still end quickly (and show that it came late).
-SMALL = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len",
-         "32", "--total_batch_size", "64", "--max_steps", "2", "--warmup_steps", "1", "--val_steps", "1",
-         "--no-hellaswag", "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2"]
+SMALL = tiny_flags()
 
 POSITIVE = ["n_layer", "n_head", "n_embd", "block_size", "batch_size", "seq_len", "total_batch_size", "eval_interval",
             "val_steps", "hellaswag_limit", "hellaswag_batch_size", "checkpoint_interval", "sample_interval",
@@ -81,7 +79,6 @@ def paths(tmp_path_factory, shakespeare, read_only_dir):
     """The files and folders the rows name: a file, an empty folder, a read-only one, tiny Shakespeare, a checkpoint,
     a HellaSwag folder, a jsonl of documents."""
     import plumbing
-    from test_e2e import write_hellaswag
     tmp = tmp_path_factory.mktemp("flags")
     (tmp / "file").write_text("a file, not a folder")
     (tmp / "empty").mkdir()

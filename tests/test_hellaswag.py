@@ -14,6 +14,7 @@ import urllib.error
 import pytest
 import tiktoken
 import torch
+from helpers import tiny_flags
 from torch.nn import functional as F
 
 import hellaswag
@@ -396,10 +397,8 @@ def test_damaged_data_ends_the_command_lines_with_one_message(hf_dir, tmp_path, 
         hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", str(tmp_path)])
     assert str(exc.value).startswith(str(tmp_path / "hellaswag_val.jsonl")) and message in str(exc.value)
     with pytest.raises(SystemExit) as exc:
-        train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "log"), "--hellaswag", "--hellaswag_dir",
-                         str(tmp_path), "--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32",
-                         "--batch_size", "2", "--seq_len", "32", "--total_batch_size", "64", "--max_steps", "1",
-                         "--warmup_steps", "1", "--val_steps", "1", "--no-compile", "--dtype", "float32"])
+        train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "log"), "--hellaswag_dir", str(tmp_path),
+                         *tiny_flags(hellaswag=True, max_steps=1, num_samples=None, max_new_tokens=None)])
     assert str(exc.value).startswith(str(tmp_path / "hellaswag_val.jsonl")) and message in str(exc.value)
 
 

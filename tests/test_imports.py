@@ -5,12 +5,9 @@ import os
 import subprocess
 import sys
 
-from test_e2e import write_hellaswag
+from helpers import ROOT, tiny_flags, write_hellaswag
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
-        "--total_batch_size", "64", "--max_steps", "1", "--warmup_steps", "1", "--val_steps", "1", "--no-compile",
-        "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2", "--hellaswag_limit", "2"]
+TINY = tiny_flags(max_steps=1, hellaswag=None, hellaswag_limit=2)
 
 # What `python train_gpt2.py ARGS` does (run the file as __main__), then a count of the GPT classes alive.
 DRIVER = """

@@ -1,6 +1,7 @@
 """Several machines, simulated on this one: torchrun nodes (static rendezvous on localhost), each working in a
 directory of its own, which stands in for its own disk. Relative paths (--log_dir log, --data input.txt) then name
 different files on different "machines", as they would without a shared file system."""
+import json
 import os
 import shutil
 import signal
@@ -8,14 +9,18 @@ import subprocess
 import sys
 
 import pytest
-from conftest import free_port
+from helpers import ROOT, free_port, tiny_flags, write_hellaswag
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import hellaswag
+import plumbing
+
 FAKES = os.path.join(ROOT, "tests", "fakes.py")
-TINY = ["--device", "cpu", "--n_layer", "1", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
-        "--warmup_steps", "1", "--val_steps", "2", "--eval_interval", "2", "--checkpoint_interval", "2",
-        "--sample_interval", "100", "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2",
-        "--log_dir", "log"]
+
+
+def tiny(**overrides):
+    """The tiny run of helpers.tiny_flags, evaluated and checkpointed every 2 steps, into log/ of each machine."""
+    return tiny_flags(**{"val_steps": 2, "eval_interval": 2, "checkpoint_interval": 2, "sample_interval": 100,
+                         "log_dir": "log", **overrides})
 
 
 def launch(machines, argv, nproc=1, env=None, timeout=240):
@@ -48,7 +53,7 @@ def two_machines(tmp_path, shakespeare):
 
 
 def test_resume_on_a_machine_without_the_checkpoint_stops_every_process_with_one_message(two_machines):
-    argv = ["--data", "input.txt", "--no-hellaswag", "--total_batch_size", "128", *TINY]
+    argv = ["--data", "input.txt", *tiny(total_batch_size=128, max_steps=None)]
     first = launch(two_machines, [*argv, "--max_steps", "2"])
     assert all(rc == 0 for rc, _ in first), first
     assert os.listdir(two_machines[0] / "log") == ["log.txt", "model_00002.pt"] or \
@@ -75,19 +80,13 @@ def test_each_machine_downloads_its_data_once_before_training(tmp_path, shakespe
     # Two machines of two processes, with neither tiny Shakespeare nor HellaSwag on disk. Each machine's local rank 0
     # downloads both while the others wait: one download of each file per machine, none by the other process and
     # none during the evaluation.
-    import json
-
-    from test_e2e import write_hellaswag
-    import plumbing
-    import hellaswag
     write_hellaswag(tmp_path / "served")
     urls = {plumbing.TINY_SHAKESPEARE_URL: shakespeare,
             hellaswag.DATA_URL.format(split="val"): str(tmp_path / "served" / "hellaswag_val.jsonl")}
     machines = [tmp_path / "machine0", tmp_path / "machine1"]
     for m in machines:
         m.mkdir()
-    argv = ["--data", "input.txt", "--hellaswag", "--hellaswag_dir", "hellaswag", "--total_batch_size", "256",
-            "--max_steps", "2", *TINY]
+    argv = ["--data", "input.txt", "--hellaswag_dir", "hellaswag", *tiny(hellaswag=True, total_batch_size=256)]
     runs = launch(machines, argv, nproc=2, env={"FAKE_URLS": json.dumps(urls)})
     assert all(rc == 0 for rc, _ in runs), runs
     assert "step     2 | HellaSwag acc_norm" in runs[0][1]
@@ -100,18 +99,13 @@ def test_each_machine_downloads_its_data_once_before_training(tmp_path, shakespe
 def test_a_download_that_fails_on_one_machine_stops_every_process(tmp_path, shakespeare):
     # The fake network serves HellaSwag from a file that only machine 0 has (a path relative to each machine's
     # folder): machine 1's download fails. Every process stops with that message, none waits for the others.
-    import json
-
-    from test_e2e import write_hellaswag
-    import hellaswag
     machines = [tmp_path / "machine0", tmp_path / "machine1"]
     for m in machines:
         m.mkdir()
         shutil.copy(shakespeare, m / "input.txt")
     write_hellaswag(machines[0] / "served")
     urls = {hellaswag.DATA_URL.format(split="val"): os.path.join("served", "hellaswag_val.jsonl")}
-    argv = ["--data", "input.txt", "--hellaswag", "--hellaswag_dir", "hellaswag", "--total_batch_size", "128",
-            "--max_steps", "2", *TINY]
+    argv = ["--data", "input.txt", "--hellaswag_dir", "hellaswag", *tiny(hellaswag=True, total_batch_size=128)]
     runs = launch(machines, argv, env={"FAKE_URLS": json.dumps(urls)})
     assert all(rc != 0 for rc, _ in runs)
     for _, out in runs:
@@ -124,13 +118,11 @@ def test_a_download_that_fails_on_one_machine_stops_every_process(tmp_path, shak
 def test_damaged_hellaswag_data_on_one_machine_stops_every_process_with_its_message(two_machines):
     # The evaluation is not a collective: without a check, machine 1's process would stop with its error while
     # machine 0's waited for it in the next all-reduce.
-    from test_e2e import write_hellaswag
     for m in two_machines:
         write_hellaswag(m / "hellaswag")
     with open(two_machines[1] / "hellaswag" / "hellaswag_val.jsonl", "a") as f:
         f.write('{"ind": 6, "ctx": "cut off in the mid\n')
-    argv = ["--data", "input.txt", "--hellaswag", "--hellaswag_dir", "hellaswag", "--total_batch_size", "128",
-            "--max_steps", "2", *TINY]
+    argv = ["--data", "input.txt", "--hellaswag_dir", "hellaswag", *tiny(hellaswag=True, total_batch_size=128)]
     runs = launch(two_machines, argv)
     assert all(rc != 0 for rc, _ in runs)
     for _, out in runs:

@@ -3,25 +3,8 @@ import os
 
 import nbformat
 import torch
-from nbclient import NotebookClient
+from helpers import ROOT, run_notebook
 from transformers import GPT2Config, GPT2LMHeadModel
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_notebook(env):
-    nb = nbformat.read(os.path.join(ROOT, "play.ipynb"), as_version=4)
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the kernel inherits this process's environment
-    try:
-        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return nb
 
 
 def test_notebook_is_committed_without_outputs():

@@ -10,13 +10,12 @@ import time
 
 import pytest
 import torch
+from helpers import ROOT, tiny_flags
 
 import train_gpt2
 
-TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
-        "--total_batch_size", "128", "--max_steps", "6", "--warmup_steps", "2", "--max_lr", "3e-3",
-        "--eval_interval", "3", "--val_steps", "2", "--checkpoint_interval", "3", "--sample_interval", "100",
-        "--no-hellaswag", "--no-compile", "--dtype", "float32", "--num_samples", "1", "--max_new_tokens", "2"]
+TINY = tiny_flags(n_layer=2, total_batch_size=128, max_steps=6, warmup_steps=2, max_lr=3e-3, eval_interval=3,
+                  val_steps=2, checkpoint_interval=3, sample_interval=100)
 
 
 def read(path):
@@ -62,9 +61,6 @@ def test_resume_with_another_batch_size_is_refused(straight, shakespeare, tmp_pa
     with pytest.raises(SystemExit, match="that run had --total_batch_size 128, this one 256"):
         train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *TINY,
                          "--resume", str(straight / "model_00003.pt"), "--total_batch_size", "256"])
-
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")

@@ -3,6 +3,7 @@ import math
 import re
 
 import pytest
+from helpers import tiny_flags
 
 from train_gpt2 import main
 
@@ -12,10 +13,9 @@ def losses_printed(out):
 
 
 def test_tiny_model_learns_tiny_shakespeare(shakespeare, capsys, tmp_path):
-    main(["--data", shakespeare, "--log_dir", str(tmp_path), "--eval_interval", "20", "--val_steps", "4",
-          "--no-hellaswag", "--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "64",
-          "--batch_size", "8", "--seq_len", "64", "--total_batch_size", "512", "--max_steps", "40",
-          "--warmup_steps", "5", "--max_lr", "3e-3", "--num_samples", "1", "--max_new_tokens", "8", "--no-compile"])
+    main(["--data", shakespeare, "--log_dir", str(tmp_path),
+          *tiny_flags(eval_interval=20, val_steps=4, n_layer=2, n_embd=64, batch_size=8, seq_len=64,
+                      total_batch_size=512, max_steps=40, warmup_steps=5, max_lr=3e-3, max_new_tokens=8, dtype=None)])
     losses = losses_printed(capsys.readouterr().out)
     assert len(losses) == 40
     assert losses[0] > 0.9 * math.log(50257)  # a fresh model is about uniform over the vocabulary

@@ -1,0 +1,65 @@
+"""What several test modules use: the command line of a tiny training run, a HellaSwag file in the real schema,
+play.ipynb run in a kernel, a free TCP port. (Fixtures are in conftest.py.)"""
+import json
+import os
+import socket
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# A training run that takes seconds on a CPU: 1 layer of 32 channels, 2 rows of 32 tokens, 2 steps, in float32,
+# eager, without HellaSwag, sampling one continuation of 2 tokens.
+TINY = dict(device="cpu", n_layer=1, n_head=2, n_embd=32, batch_size=2, seq_len=32, total_batch_size=64, max_steps=2,
+            warmup_steps=1, val_steps=1, hellaswag=False, compile=False, dtype="float32", num_samples=1,
+            max_new_tokens=2)
+
+
+def tiny_flags(**overrides):
+    """The command-line flags of the tiny run, changed by `overrides`: flag=value gives --flag value, flag=True
+    --flag, flag=False --no-flag, and flag=None leaves the flag out."""
+    argv = []
+    for flag, value in {**TINY, **overrides}.items():
+        if value is True:
+            argv.append(f"--{flag}")
+        elif value is False:
+            argv.append(f"--no-{flag}")
+        elif value is not None:
+            argv += [f"--{flag}", str(value)]
+    return argv
+
+
+def write_hellaswag(data_dir):
+    """data_dir/hellaswag_val.jsonl: 6 examples in the HellaSwag schema, every field of the real file."""
+    os.makedirs(data_dir)
+    with open(os.path.join(data_dir, "hellaswag_val.jsonl"), "w") as f:
+        for i in range(6):
+            f.write(json.dumps({"ind": i, "activity_label": "Test", "ctx_a": "A man opens a door.", "ctx_b": "He",
+                                "ctx": "A man opens a door. He", "split": "val", "split_type": "indomain",
+                                "label": i % 4, "source_id": f"test~{i}",
+                                "endings": ["walks in.", "sings a song about the sea.", "sits.", "runs away fast."]})
+                    + "\n")
+
+
+def run_notebook(env):
+    """play.ipynb executed top to bottom in a Jupyter kernel whose environment has `env` added; returns the notebook
+    with its outputs."""
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(os.path.join(ROOT, "play.ipynb"), as_version=4)
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    try:
+        NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": ROOT}}).execute()
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return nb
+
+
+def free_port():
+    """A TCP port on this machine that nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
