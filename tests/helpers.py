@@ -2,6 +2,7 @@
 play.ipynb run in a kernel, a free TCP port. (Fixtures are in conftest.py.)"""
 import json
 import os
+import random
 import socket
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -59,7 +60,15 @@ def run_notebook(env):
 
 
 def free_port():
-    """A TCP port on this machine that nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port on this machine that nothing listens on now, below the range the kernel hands out to outgoing
+    connections (32768 and up on Linux). A port from that range can be given to a client's own end of a connection
+    to it before its server listens: the client then connects to itself (TCP's simultaneous open), and a torchrun
+    node that did so waited for a rendezvous server that was itself."""
+    for port in random.Random().sample(range(20000, 32000), 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free TCP port between 20000 and 32000")
