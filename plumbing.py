@@ -700,25 +700,16 @@ WARMUP_TOKENS = 375e6  # GPT-3 paper, appendix B: linear warmup over the first 3
 TRAIN_TOKENS = 10e9  # one pass over FineWeb-Edu sample-10BT
 
 
-# The flags a preset sets, and those derived from them. parse_args starts them UNSET, so that a flag the command line
-# leaves out can be told from one typed out with its default value.
-PRESET_FLAGS = ("n_layer", "n_head", "n_embd", "block_size", "seq_len", "batch_size", "total_batch_size", "max_lr",
-                "max_steps", "warmup_steps", "min_lr")
-UNSET = object()
+def preset_flags(name):
+    """The flag values of the --model preset `name`, which parse_args makes the defaults of those flags (gpt2's for a
+    name that is not a preset, which parse_args then refuses)."""
+    n_layer, n_head, n_embd, context, total_batch_size, max_lr, B = MODEL_PRESETS.get(name, MODEL_PRESETS["gpt2"])
+    return dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context, seq_len=context, batch_size=B,
+                total_batch_size=total_batch_size, max_lr=max_lr)
 
 
-def apply_preset(args):
-    """Give every flag of PRESET_FLAGS that the command line left UNSET its value from the --model preset; the run
-    length and warmup follow the total batch (10B and 375M tokens), min_lr is 0.1 * max_lr as in GPT-3."""
-    n_layer, n_head, n_embd, context, total_batch_size, max_lr, B = MODEL_PRESETS[args.model]
-    values = dict(n_layer=n_layer, n_head=n_head, n_embd=n_embd, block_size=context, seq_len=context, batch_size=B,
-                  total_batch_size=total_batch_size, max_lr=max_lr)
-    for name, value in values.items():
-        if getattr(args, name) is UNSET:
-            setattr(args, name, value)
-    if args.max_steps is UNSET:
-        args.max_steps = int(TRAIN_TOKENS // args.total_batch_size)
-    if args.warmup_steps is UNSET:
-        args.warmup_steps = int(WARMUP_TOKENS // args.total_batch_size)
-    if args.min_lr is UNSET:
-        args.min_lr = 0.1 * args.max_lr
+def derived_flags(total_batch_size, max_lr):
+    """The values of the flags that follow others unless they are given: the run length and the warmup are 10B and
+    375M tokens at the total batch, and min_lr is 0.1 * max_lr (GPT-3 paper, appendix B)."""
+    return dict(max_steps=int(TRAIN_TOKENS // total_batch_size), warmup_steps=int(WARMUP_TOKENS // total_batch_size),
+                min_lr=0.1 * max_lr)

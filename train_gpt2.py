@@ -541,6 +541,12 @@ def print0(*args, **kwargs):
 
 
 def parse_args(argv=None):
+    # --model is read first, alone: its preset's numbers (plumbing.MODEL_PRESETS) become the defaults of the recipe's
+    # flags below, so that a flag left out gets the preset's value and --help shows them.
+    model_flag = argparse.ArgumentParser(add_help=False)
+    model_flag.add_argument("--model", default="gpt2")
+    preset = plumbing.preset_flags(model_flag.parse_known_args(argv)[0].model)
+    derived = plumbing.derived_flags(preset["total_batch_size"], preset["max_lr"])  # for --help
     parser = argparse.ArgumentParser(
         description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
                     "recipe on FineWeb-Edu; see the README for a small run on a CPU.")
@@ -552,35 +558,34 @@ def parse_args(argv=None):
     parser.add_argument("--init_from", default="scratch",
                         help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, ...), a directory written by "
                              "save_pretrained, or a model_STEP.pt checkpoint (its weights; the step starts afresh)")
-    # The model and the recipe. The defaults are GPT-2 124M's; --model picks another preset (plumbing.MODEL_PRESETS),
-    # which sets every one of these that the command line leaves out.
+    # The model and the recipe: the defaults of the flags below are those of the --model preset.
     parser.add_argument("--model", default="gpt2", choices=list(plumbing.MODEL_PRESETS),
-                        help="the size to train from scratch: sets each flag below that the command line leaves out")
-    parser.add_argument("--n_layer", type=positive, default=12, help="transformer blocks (default: %(default)s)")
-    parser.add_argument("--n_head", type=positive, default=12, help="attention heads per block (default: %(default)s)")
-    parser.add_argument("--n_embd", type=positive, default=768,
-                        help="width of the residual stream (default: %(default)s)")
-    parser.add_argument("--block_size", type=positive, default=1024,
-                        help="longest context the model can see (default: %(default)s)")
+                        help="the size to train from scratch; its preset gives the defaults below (see them with "
+                             "--model NAME --help)")
+    parser.add_argument("--n_layer", type=positive, help="transformer blocks (default: %(default)s)")
+    parser.add_argument("--n_head", type=positive, help="attention heads per block (default: %(default)s)")
+    parser.add_argument("--n_embd", type=positive, help="width of the residual stream (default: %(default)s)")
+    parser.add_argument("--block_size", type=positive, help="longest context the model can see (default: %(default)s)")
     parser.add_argument("--vocab_size", type=plumbing.whole_number(GPT2_VOCAB_SIZE), default=50304,
                         help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
                              "matmul kernels handle faster (default: %(default)s)")
-    parser.add_argument("--batch_size", type=positive, default=64,
+    parser.add_argument("--batch_size", type=positive,
                         help="B: rows per micro-batch, per process (default: %(default)s)")
-    parser.add_argument("--seq_len", type=positive, default=1024, help="T: tokens per row (default: %(default)s)")
-    parser.add_argument("--total_batch_size", type=positive, default=2**19,
-                        help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s = "
-                             "2**19; GPT-3 paper, table 2.1: 0.5M for the 125M model)")
-    parser.add_argument("--max_steps", type=count, default=19073,
-                        help="optimizer steps; 0 only samples (default: %(default)s, one pass over 10B tokens; "
-                             "with another --total_batch_size or --model, the steps of 10B tokens)")
-    parser.add_argument("--warmup_steps", type=count, default=715,
-                        help="steps of linear learning-rate warmup (default: %(default)s, 375M tokens as in GPT-3; "
-                             "with another --total_batch_size or --model, the steps of 375M tokens)")
-    parser.add_argument("--max_lr", type=plumbing.real_number(0), default=6e-4,
+    parser.add_argument("--seq_len", type=positive, help="T: tokens per row (default: %(default)s)")
+    parser.add_argument("--total_batch_size", type=positive,
+                        help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s; "
+                             "GPT-3 paper, table 2.1: 0.5M for the 125M model)")
+    parser.add_argument("--max_steps", type=count,
+                        help=f"optimizer steps; 0 only samples (default: {derived['max_steps']}, one pass over 10B "
+                             "tokens: the steps of 10B tokens at --total_batch_size)")
+    parser.add_argument("--warmup_steps", type=count,
+                        help=f"steps of linear learning-rate warmup (default: {derived['warmup_steps']}, 375M tokens "
+                             "as in GPT-3: the steps of 375M tokens at --total_batch_size)")
+    parser.add_argument("--max_lr", type=plumbing.real_number(0),
                         help="peak learning rate, after warmup (default: %(default)s, GPT-3 paper's table 2.1)")
-    parser.add_argument("--min_lr", type=plumbing.real_number(0, above=False), default=6e-5,
-                        help="learning rate at the end of the decay (default: %(default)s, 0.1 * max_lr as in GPT-3)")
+    parser.add_argument("--min_lr", type=plumbing.real_number(0, above=False),
+                        help=f"learning rate at the end of the decay (default: {derived['min_lr']:g}, 0.1 * --max_lr "
+                             "as in GPT-3)")
     parser.add_argument("--weight_decay", type=plumbing.real_number(0, above=False), default=0.1,
                         help="AdamW weight decay of matmul weights and embeddings (default: %(default)s, as GPT-3)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
@@ -621,10 +626,11 @@ def parse_args(argv=None):
                         help="print samples every this many steps (and at the end)")
     parser.add_argument("--num_samples", type=positive, default=4, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=count, default=32, help="length of each continuation, in tokens")
-    # The recipe's flags start UNSET, so that the preset can fill those the command line leaves out (the literal
-    # defaults above are what the default preset, gpt2, gives them; a test keeps the two equal).
-    args = parser.parse_args(argv, argparse.Namespace(**dict.fromkeys(plumbing.PRESET_FLAGS, plumbing.UNSET)))
-    plumbing.apply_preset(args)
+    parser.set_defaults(**preset)
+    args = parser.parse_args(argv)
+    for name, value in plumbing.derived_flags(args.total_batch_size, args.max_lr).items():
+        if getattr(args, name) is None:  # left out: follows the total batch, or max_lr
+            setattr(args, name, value)
     if args.n_embd % args.n_head != 0:
         parser.error(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}: each head gets an equal "
                      "share of the channels; pick values that divide")
