@@ -38,6 +38,9 @@ import numpy as np
 import tiktoken
 from tqdm import tqdm
 
+# plumbing (the errors, the flag and folder checks) is imported inside the functions that use it, never at the top:
+# the tokenizer processes import this file too, and plumbing would bring torch into every one of them.
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Tokenizing one document
 
@@ -81,19 +84,21 @@ def looks_like_hub_name(name):
 
 
 def local_data_files(path):
-    """A local file or folder -> (builder, sorted list of files). Raises SystemExit when nothing there is readable."""
+    """A local file or folder -> (builder, sorted list of files). Raises an InputError when nothing there is
+    readable."""
+    from plumbing import InputError
     if os.path.isdir(path):
         files = sorted(f for f in glob.glob(os.path.join(path, "*")) if os.path.splitext(f)[1] in BUILDERS)
         if not files:
-            raise SystemExit(f"no data files in {path}/: put .parquet, .json, .jsonl or .txt files there (this "
+            raise InputError(f"no data files in {path}/: put .parquet, .json, .jsonl or .txt files there (this "
                              f"folder is not searched recursively), or pass one file with --dataset")
     else:
         files = [path]
     kinds = sorted({BUILDERS.get(os.path.splitext(f)[1]) for f in files}, key=str)
     if kinds == [None]:
-        raise SystemExit(f"cannot tell the format of {path}: name it .parquet, .json, .jsonl or .txt")
+        raise InputError(f"cannot tell the format of {path}: name it .parquet, .json, .jsonl or .txt")
     if len(kinds) > 1:
-        raise SystemExit(f"{path}/ mixes formats ({', '.join(kinds)}): keep one format per folder")
+        raise InputError(f"{path}/ mixes formats ({', '.join(kinds)}): keep one format per folder")
     return kinds[0], files
 
 
@@ -106,6 +111,8 @@ def load_docs(dataset, name, split, text_column="text"):
     # Imported here, not at the top: worker processes re-import this module and never need datasets (slow to import).
     import datasets
 
+    from plumbing import InputError, RunError
+
     if os.path.exists(dataset):
         builder, files = local_data_files(dataset)
         extra = {"sample_by": "document"} if builder == "text" else {}
@@ -114,19 +121,19 @@ def load_docs(dataset, name, split, text_column="text"):
         try:
             ds = datasets.load_dataset(dataset, name=name, split=split)
         except Exception as e:  # no network, a typo in the name or config: say so without a page of traceback
-            raise SystemExit(f"could not load {dataset!r} (config {name!r}, split {split!r}) from the HuggingFace hub:"
+            raise RunError(f"could not load {dataset!r} (config {name!r}, split {split!r}) from the HuggingFace hub:"
                              f" {type(e).__name__}: {e}\ncheck the name, --name, --split and your network, or pass a "
                              f"local file with --dataset") from e
     else:
-        raise SystemExit(f"--dataset {dataset}: no such file or folder (and not a hub name like "
+        raise InputError(f"--dataset {dataset}: no such file or folder (and not a hub name like "
                          "HuggingFaceFW/fineweb-edu): check the path")
 
     if text_column not in ds.column_names:
-        raise SystemExit(f"no column {text_column!r} in {dataset}; its columns are {ds.column_names}: pass the one "
+        raise InputError(f"no column {text_column!r} in {dataset}; its columns are {ds.column_names}: pass the one "
                          f"that holds the text with --text_column")
     feature = ds.features[text_column]
     if getattr(feature, "dtype", None) not in ("string", "large_string"):
-        raise SystemExit(f"column {text_column!r} in {dataset} holds {feature}, not text: pass the column that holds "
+        raise InputError(f"column {text_column!r} in {dataset} holds {feature}, not text: pass the column that holds "
                          f"the text with --text_column (columns: {ds.column_names})")
     return ds.select_columns([text_column])
 
@@ -154,6 +161,7 @@ def write_shard(path, tokens):
     np.save is given an open file because, given a file name, it appends '.npy' to one that lacks it. The fsync makes
     the bytes reach the disk before the rename, so even a power cut cannot leave a renamed but empty shard.
     """
+    from plumbing import RunError
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
@@ -164,7 +172,7 @@ def write_shard(path, tokens):
     except OSError as e:  # a full disk, say
         if os.path.exists(tmp):
             os.remove(tmp)
-        raise SystemExit(f"could not write {path} ({e}): the shards before it are complete and kept; free some space "
+        raise RunError(f"could not write {path} ({e}): the shards before it are complete and kept; free some space "
                          "and run fineweb.py again, which keeps them and writes the rest") from None
 
 
@@ -191,7 +199,6 @@ def save_shard(out_dir, index, tokens):
 
 
 def parse_args(argv=None):
-    # Imported here, not at the top: the tokenizer processes re-import this file, and plumbing would bring torch.
     from plumbing import whole_number
 
     parser = argparse.ArgumentParser(description="Tokenize FineWeb-Edu (or local text) with GPT-2's BPE into .npy "
@@ -212,10 +219,16 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
+    from plumbing import command_line
+    command_line(make_shards)(argv)  # a RunError ends the command with its message
+
+
+def make_shards(argv=None):
+    """What `python fineweb.py ARGV` does."""
+    from plumbing import InputError, folder_problem
     args = parse_args(argv)
-    from plumbing import folder_problem  # (see parse_args)
     if problem := folder_problem("--out_dir", args.out_dir):  # before the dataset is downloaded or read
-        raise SystemExit(problem)
+        raise InputError(problem)
     ds = load_docs(args.dataset, args.name, args.split, args.text_column)
     os.makedirs(args.out_dir, exist_ok=True)
     # A .tmp file is a shard that an interrupted run had not finished: never to be trusted, always safe to drop.
@@ -264,7 +277,7 @@ def main(argv=None):
 
     num_shards = index
     if num_shards == 0:
-        raise SystemExit(f"{args.dataset} has no documents: check --dataset, --name and --split")
+        raise InputError(f"{args.dataset} has no documents: check --dataset, --name and --split")
     print(f"{total:,} tokens in {num_shards} shards in {args.out_dir}/ ({written} written, "
           f"{num_shards - written} already there)")
     if num_shards == 1:

@@ -47,8 +47,8 @@ import torch
 from torch.nn import functional as F
 
 import plumbing
-from plumbing import (InputError, autocast, command_line, device_name, folder_problem, for_flag, pick_autocast_dtype,
-                      pick_device, whole_number)
+from plumbing import (InputError, RunError, autocast, command_line, device_name, folder_problem, for_flag,
+                      pick_autocast_dtype, pick_device, whole_number)
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
@@ -74,7 +74,7 @@ def download(split, data_dir="hellaswag"):
     try:
         plumbing.download(url, path)
     except OSError as e:  # URLError, timeouts, refused connections, a download cut short
-        raise SystemExit(f"could not download HellaSwag {split} from {url}: {e}\n"
+        raise RunError(f"could not download HellaSwag {split} from {url}: {e}\n"
                          f"If this machine is offline, download that file elsewhere and put it at {path}") from e
     return path
 
@@ -324,14 +324,14 @@ def main(argv=None):
           flush=True)
     path = os.path.join(args.data_dir, f"hellaswag_{args.split}.jsonl")
     if problem := folder_problem("--data_dir", args.data_dir, write=not os.path.exists(path)):
-        raise SystemExit(problem)
+        raise InputError(problem)
     download(args.split, args.data_dir)  # before loading the model: offline, fail in a second, not after gpt2-xl
     model = for_flag("--model", lambda name: load_model(name, device), args.model)
     num_correct, num_correct_norm, num_total = evaluate(
         model, device=device, split=args.split, data_dir=args.data_dir, limit=args.limit,
         autocast_dtype=autocast_dtype, print_every=1000, batch_size=args.batch_size)
     if num_total == 0:
-        raise SystemExit(f"no examples found in {os.path.join(args.data_dir, f'hellaswag_{args.split}.jsonl')}")
+        raise InputError(f"no examples found in {os.path.join(args.data_dir, f'hellaswag_{args.split}.jsonl')}")
     print(f"{num_total} acc: {num_correct / num_total:.4f} acc_norm: {num_correct_norm / num_total:.4f}")
 
 

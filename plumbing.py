@@ -24,21 +24,33 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 
-class InputError(ValueError):
-    """Bad data, flags, files or model names: the message says what to change. Library callers catch it as a
-    ValueError; a script's main() (see command_line) prints the message alone, without a traceback."""
+class RunError(Exception):
+    """What stops a command, with a message that says what is wrong and what to do: bad input (InputError, below), a
+    download that failed, a full disk, a loss that is not finite. Library code raises it and never ends the process:
+    a notebook catches it like any exception, and a script's main() (see command_line) prints the message alone,
+    without a traceback. quiet: another process of this machine prints the same message, so this one need not."""
+
+    def __init__(self, message, quiet=False):
+        super().__init__(message)
+        self.quiet = quiet
+
+
+class InputError(RunError, ValueError):
+    """Bad data, flags, files or model names: the message says what to change. Library callers can catch it as a
+    ValueError too."""
 
 
 def command_line(main):
-    """Wrap a script's main() so that an InputError ends the program with its message and exit status 1, and so that
-    however main() ends, at its last step or on an error, it leaves no process group behind: this is the lecture's
-    destroy_process_group() at the end of a DDP run (NCCL warns at exit of a group left behind)."""
+    """Wrap a script's main() so that a RunError ends the program with its message and exit status 1 (the one place
+    where a script's work is stopped with an exit), and so that however main() ends, at its last step or on an error,
+    it leaves no process group behind: this is the lecture's destroy_process_group() at the end of a DDP run (NCCL
+    warns at exit of a group left behind)."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             return main(*args, **kwargs)
-        except InputError as e:
-            raise SystemExit(str(e)) from None
+        except RunError as e:
+            raise SystemExit(1 if e.quiet else str(e)) from None
         finally:
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
@@ -60,19 +72,21 @@ def stop_if_any_failed(error, ddp):
         failed = [(e, where) for e, where in errors if e]
         if failed:
             places = ", ".join(dict.fromkeys(where for _, where in failed))
-            raise SystemExit(f"{failed[0][0]} [on {places}]" if os.environ.get("LOCAL_RANK", "0") == "0" else 1)
+            raise RunError(f"{failed[0][0]} [on {places}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
     elif error:
-        raise SystemExit(error)
+        raise RunError(error)
 
 
 def all_or_none(ddp, job, *args, **kwargs):
-    """job(*args, **kwargs) on every process, and its result; if it fails on one (an InputError or a SystemExit, the
-    errors whose message says what to do), every process stops with that message."""
+    """job(*args, **kwargs) on every process, and its result; if it fails on one (a RunError, whose message says what
+    to do), every process stops with that message. A single process (ddp False) gets the job's own error."""
     error = result = None
     try:
         result = job(*args, **kwargs)
-    except (SystemExit, InputError) as e:
-        error = str(e.code if isinstance(e, SystemExit) else e)
+    except RunError as e:
+        if not ddp:
+            raise
+        error = str(e)
     stop_if_any_failed(error, ddp)
     return result
 
@@ -196,7 +210,7 @@ def write_folder(path, write):
             os.rmdir(path)  # empty: new_folder_problem checked
         os.replace(tmp, path)
     except OSError as e:
-        raise SystemExit(f"could not write {path} ({e}); nothing was left behind: free some space, or give another "
+        raise RunError(f"could not write {path} ({e}); nothing was left behind: free some space, or give another "
                          "folder") from None
     finally:
         if os.path.exists(tmp):
@@ -257,10 +271,10 @@ def fetch_tiny_shakespeare(path="input.txt"):
         try:
             download(TINY_SHAKESPEARE_URL, path, TINY_SHAKESPEARE_SHA256)
         except OSError as e:
-            raise SystemExit(f"could not download tiny Shakespeare from {TINY_SHAKESPEARE_URL} ({e}); "
+            raise RunError(f"could not download tiny Shakespeare from {TINY_SHAKESPEARE_URL} ({e}); "
                              f"download it by hand to {path}, or pass --data with a text file of your own")
     elif sha256_of(path) != TINY_SHAKESPEARE_SHA256:
-        raise SystemExit(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
+        raise InputError(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
                          "to download it again, or, if it is your own text, give it another name and pass --data")
 
 
@@ -269,12 +283,12 @@ def read_text(path):
     if os.path.basename(path) == "input.txt":
         fetch_tiny_shakespeare(path)
     if not os.path.isfile(path):
-        raise SystemExit(no_data_message(path))
+        raise InputError(no_data_message(path))
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except UnicodeDecodeError:
-        raise SystemExit(f"--data {path}: not UTF-8 text (a binary file?); pass a text file, or a directory of "
+        raise InputError(f"--data {path}: not UTF-8 text (a binary file?); pass a text file, or a directory of "
                          "shards written by fineweb.py")
 
 
@@ -296,7 +310,7 @@ def shard_paths(data, split):
     """The shards of a split in a directory written by fineweb.py, as paths in name order."""
     names = shard_names(data, split)
     if not names:
-        raise SystemExit(no_shards_message(data, split))
+        raise InputError(no_shards_message(data, split))
     return [os.path.join(data, name) for name in names]
 
 
@@ -306,10 +320,10 @@ def open_shard(path, mmap_mode=None):
     try:
         tokens = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:  # truncated, or not a .npy file at all
-        raise SystemExit(f"{path}: not a readable .npy shard ({e}); delete it and run 'python fineweb.py' again "
+        raise InputError(f"{path}: not a readable .npy shard ({e}); delete it and run 'python fineweb.py' again "
                          "(it rewrites only the missing shards)")
     if tokens.dtype != np.uint16 or tokens.ndim != 1:
-        raise SystemExit(f"{path}: a shard holds a 1-D array of uint16 token ids, this file holds {tokens.dtype} "
+        raise InputError(f"{path}: a shard holds a 1-D array of uint16 token ids, this file holds {tokens.dtype} "
                          f"of shape {tokens.shape}; write the shards with 'python fineweb.py'")
     return tokens
 
@@ -344,14 +358,14 @@ class Pieces:
 
 def check_enough_tokens(total, needed, split, data):
     if total < needed:
-        raise SystemExit(f"the {split} split of {data} holds {total:,} tokens, fewer than one batch of every "
+        raise InputError(f"the {split} split of {data} holds {total:,} tokens, fewer than one batch of every "
                          f"process needs (B * T * processes + 1 = {needed:,}); use a smaller --batch_size or "
                          "--seq_len, or more data")
 
 
 def check_token_ids(tokens, vocab_size, where):
     if vocab_size is not None and len(tokens) and tokens.max().item() >= vocab_size:
-        raise SystemExit(f"{where} holds token id {tokens.max().item()}, past the model's vocabulary of "
+        raise InputError(f"{where} holds token id {tokens.max().item()}, past the model's vocabulary of "
                          f"{vocab_size}: these tokens were not made with GPT-2's tokenizer, or the model's "
                          "--vocab_size is too small")
 
@@ -359,7 +373,7 @@ def check_token_ids(tokens, vocab_size, where):
 def check_total_batch(total_batch_size, B, T, world_size):
     per_micro_step = B * T * world_size
     if total_batch_size % per_micro_step != 0:
-        raise SystemExit(f"--total_batch_size {total_batch_size:,} is not a multiple of batch_size * seq_len * "
+        raise InputError(f"--total_batch_size {total_batch_size:,} is not a multiple of batch_size * seq_len * "
                          f"processes = {B} * {T} * {world_size} = {per_micro_step:,}: set --total_batch_size to a "
                          f"multiple of {per_micro_step:,}, or change --batch_size / --seq_len")
 
@@ -398,7 +412,7 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
             cause = cause.__context__
         if cause is None:
             raise
-        raise SystemExit(f"could not write the checkpoint {path} ({cause}): the run stops here. The checkpoints before "
+        raise RunError(f"could not write the checkpoint {path} ({cause}): the run stops here. The checkpoints before "
                          "it and log.txt are intact: free some space and continue with --resume auto") from None
 
 
@@ -472,14 +486,14 @@ def checkpoint_to_resume(resume, log_dir, ddp):
 def check_resumable(path, checkpoint, args, world_size):
     """Refuse to resume a run under settings that would change what it computes."""
     if "optimizer" not in checkpoint:
-        raise SystemExit(f"{path} holds weights only, not a run to resume; start from it with --init_from")
+        raise InputError(f"{path} holds weights only, not a run to resume; start from it with --init_from")
     saved = checkpoint["args"]
     for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle"):
         if saved[name] != getattr(args, name):
-            raise SystemExit(f"--resume {path}: that run had --{name} {saved[name]}, this one "
+            raise InputError(f"--resume {path}: that run had --{name} {saved[name]}, this one "
                              f"{getattr(args, name)}; resume with the same value, or start a new run")
     if saved.get("world_size", 1) != world_size:
-        raise SystemExit(f"--resume {path}: that run had {saved.get('world_size', 1)} process(es), this one "
+        raise InputError(f"--resume {path}: that run had {saved.get('world_size', 1)} process(es), this one "
                          f"{world_size}; resume on as many, or start a new run")
 
 
@@ -539,7 +553,7 @@ class Log:
                 f.writelines(kept)
             os.replace(self.path + ".tmp", self.path)
         except OSError as e:
-            raise SystemExit(f"could not write {self.path} ({e}); free some space, or give another --log_dir") from None
+            raise RunError(f"could not write {self.path} ({e}); free some space, or give another --log_dir") from None
 
     def write(self, line):
         if not self.enabled:
@@ -549,7 +563,7 @@ class Log:
                 f.write(line + "\n")
                 f.flush()
         except OSError as e:  # a line cut short is dropped by a resume, like any line after its checkpoint
-            raise SystemExit(f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
+            raise RunError(f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
                              "before are intact: free some space and continue with --resume auto") from None
 
 
@@ -568,12 +582,12 @@ def pick_device(requested="auto"):
             requested = "cpu"
     device_type = requested.split(":")[0]
     if device_type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {requested}: this machine has no CUDA GPU (or torch was installed without CUDA); "
+        raise InputError(f"--device {requested}: this machine has no CUDA GPU (or torch was installed without CUDA); "
                          "use --device cpu, or leave --device out to pick the best device present")
     if device_type == "mps" and not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
-        raise SystemExit(f"--device {requested}: MPS is not available here; use --device cpu")
+        raise InputError(f"--device {requested}: MPS is not available here; use --device cpu")
     if device_type not in ("cuda", "mps", "cpu"):
-        raise SystemExit(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
+        raise InputError(f"--device {requested}: unknown device; use auto, cpu, cuda, cuda:N or mps")
     return requested, device_type
 
 
@@ -584,7 +598,7 @@ def gpu_of(local_rank, visible):
     if visible == 1:
         return "cuda:0"
     if local_rank >= visible:
-        raise SystemExit(f"local rank {local_rank} has no GPU of its own: its process sees {visible} GPUs; start at "
+        raise InputError(f"local rank {local_rank} has no GPU of its own: its process sees {visible} GPUs; start at "
                          f"most {visible} processes per machine (torchrun --nproc_per_node {visible})")
     return f"cuda:{local_rank}"
 

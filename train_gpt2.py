@@ -517,7 +517,8 @@ def setup_distributed(requested_device):
                                     (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
     device, device_type = plumbing.pick_device(requested_device)
     if ddp and device_type == "mps":
-        raise SystemExit("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or --device cpu")
+        raise plumbing.InputError("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or "
+                                  "--device cpu")
     if ddp and device_type == "cuda":
         device = plumbing.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
     if device_type == "cuda" and device != "cuda":
@@ -663,8 +664,8 @@ def load_run(args, world_size, ddp):
         model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                               n_head=args.n_head, n_embd=args.n_embd))
     if args.max_steps > 0 and args.seq_len > model.config.block_size:  # a loaded model's context is known only now
-        raise SystemExit(f"--seq_len {args.seq_len} is longer than the model's context of {model.config.block_size} "
-                         "tokens; lower --seq_len")
+        raise plumbing.InputError(f"--seq_len {args.seq_len} is longer than the model's context of "
+                                  f"{model.config.block_size} tokens; lower --seq_len")
     return model, checkpoint
 
 
@@ -695,7 +696,7 @@ def export_hf(args):
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, one process writes
     if problem := plumbing.new_folder_problem("--export_hf", args.export_hf):
-        raise SystemExit(problem)
+        raise plumbing.InputError(problem)
     model = plumbing.for_flag("--init_from", GPT.load, args.init_from)
     plumbing.write_folder(args.export_hf, model.save_pretrained)
     print0(f"wrote {args.export_hf}/: load it with GPT2LMHeadModel.from_pretrained({args.export_hf!r})")
@@ -713,7 +714,7 @@ def not_finite(step, loss, norm, args, log):
     if math.isfinite(loss) and math.isfinite(norm):
         return False
     if not args.skip_nonfinite:
-        raise SystemExit(plumbing.nonfinite_message(step, f"loss {loss}, gradient norm {norm}", args))
+        raise plumbing.RunError(plumbing.nonfinite_message(step, f"loss {loss}, gradient norm {norm}", args))
     print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
     log.write(f"{step} skipped {loss}")
     return True
@@ -766,7 +767,7 @@ def main(argv=None):
             loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, rank,
                                 world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
-                raise SystemExit(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
+                raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
             report(step, "val", "val loss", loss_val, log)
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = os.path.join(args.log_dir, f"model_{step:05d}.pt")

@@ -82,7 +82,8 @@ def test_each_process_takes_its_own_gpu_or_the_only_one_it_sees(local_rank, visi
 
 
 def test_more_processes_than_gpus_is_refused():
-    with pytest.raises(SystemExit, match="local rank 8 has no GPU of its own: its process sees 8 GPUs; start at most"):
+    with pytest.raises(plumbing.InputError,
+                       match="local rank 8 has no GPU of its own: its process sees 8 GPUs; start at most"):
         plumbing.gpu_of(8, 8)
 
 

@@ -28,7 +28,7 @@ class FakeResponse(io.BytesIO):
 def test_an_existing_wrong_file_is_refused_and_kept(tmp_path):
     path = tmp_path / "input.txt"
     path.write_text("not Shakespeare")
-    with pytest.raises(SystemExit, match="is not tiny Shakespeare"):
+    with pytest.raises(plumbing.InputError, match="is not tiny Shakespeare"):
         fetch_tiny_shakespeare(str(path))
     assert path.read_text() == "not Shakespeare"  # the user's file is left alone
 
@@ -36,7 +36,7 @@ def test_an_existing_wrong_file_is_refused_and_kept(tmp_path):
 def test_a_download_with_the_wrong_checksum_leaves_no_file(tmp_path, monkeypatch):
     monkeypatch.setattr(plumbing.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"tampered"))
     path = tmp_path / "input.txt"
-    with pytest.raises(SystemExit, match="wrong sha256"):
+    with pytest.raises(plumbing.RunError, match="wrong sha256"):
         fetch_tiny_shakespeare(str(path))
     assert os.listdir(tmp_path) == []
 
@@ -45,7 +45,7 @@ def test_a_failed_download_leaves_no_file(tmp_path, monkeypatch):
     def offline(url, timeout):
         raise OSError("network is unreachable")
     monkeypatch.setattr(plumbing.urllib.request, "urlopen", offline)
-    with pytest.raises(SystemExit, match="download it by hand"):
+    with pytest.raises(plumbing.RunError, match="download it by hand"):
         fetch_tiny_shakespeare(str(tmp_path / "input.txt"))
     assert os.listdir(tmp_path) == []
 
@@ -82,7 +82,7 @@ def test_loader_walks_the_tokens_in_order_and_wraps_around(tmp_path):
 def test_loader_refuses_text_shorter_than_one_batch(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("too short")
-    with pytest.raises(SystemExit, match="fewer than one batch"):
+    with pytest.raises(plumbing.InputError, match="fewer than one batch"):
         train_gpt2.DataLoaderLite(4, 64, data=str(path))
 
 
@@ -162,7 +162,7 @@ def test_val_split_reads_the_val_shard_and_reset_starts_over(tmp_path):
 
 
 def test_no_shards_of_the_split_is_a_clear_error(tmp_path):
-    with pytest.raises(SystemExit, match="run 'python fineweb.py' first, or pass --data input.txt"):
+    with pytest.raises(plumbing.InputError, match="run 'python fineweb.py' first, or pass --data input.txt"):
         train_gpt2.DataLoaderLite(2, 8, split="train", data=str(tmp_path))
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from plumbing import pick_device
+from plumbing import InputError, pick_device
 
 
 def test_auto_picks_an_available_device():
@@ -21,12 +21,12 @@ def test_explicit_device_and_its_type():
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 def test_cuda_without_a_gpu_is_refused_clearly():
-    with pytest.raises(SystemExit, match="no CUDA GPU"):
+    with pytest.raises(InputError, match="no CUDA GPU"):
         pick_device("cuda")
 
 
 def test_unknown_device_is_refused_clearly():
-    with pytest.raises(SystemExit, match="unknown device"):
+    with pytest.raises(InputError, match="unknown device"):
         pick_device("tpu")
 
 

@@ -1,5 +1,6 @@
-"""Bad input and faults: each gives one clear message that says what to do (SystemExit, no deep traceback), and
-nothing already written is lost. The table in RELIABILITY.md lists these cases."""
+"""Bad input and faults: each gives one clear message that says what to do (a plumbing.RunError from the library,
+which the command lines print alone, without a traceback), and nothing already written is lost. The table in
+RELIABILITY.md lists these cases."""
 import os
 import shutil
 
@@ -24,14 +25,14 @@ def shard_dir(tmp_path, train_tokens):
 # --- data -----------------------------------------------------------------------------------------------------------
 
 def test_a_shard_of_the_wrong_dtype(tmp_path):
-    with pytest.raises(SystemExit, match="holds a 1-D array of uint16 token ids, this file holds int32"):
+    with pytest.raises(plumbing.InputError, match="holds a 1-D array of uint16 token ids, this file holds int32"):
         DataLoaderLite(2, 8, data=shard_dir(tmp_path, np.arange(200, dtype=np.int32)))
 
 
 def test_a_shard_that_is_not_npy(tmp_path):
     shard_dir(tmp_path, np.arange(200, dtype=np.uint16))
     (tmp_path / "edufineweb_train_000001.npy").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(SystemExit, match="not a readable .npy shard.*python fineweb.py"):
+    with pytest.raises(plumbing.InputError, match="not a readable .npy shard.*python fineweb.py"):
         DataLoaderLite(2, 8, data=str(tmp_path))
 
 
@@ -39,26 +40,26 @@ def test_a_truncated_shard(tmp_path):
     shard_dir(tmp_path, np.arange(200, dtype=np.uint16))
     path = tmp_path / "edufineweb_train_000001.npy"
     path.write_bytes(path.read_bytes()[:150])
-    with pytest.raises(SystemExit, match="not a readable .npy shard"):
+    with pytest.raises(plumbing.InputError, match="not a readable .npy shard"):
         DataLoaderLite(2, 8, data=str(tmp_path))
 
 
 @pytest.mark.parametrize("size", [0, 10])
 def test_an_empty_or_too_short_split(tmp_path, size):
-    with pytest.raises(SystemExit, match="fewer than one batch"):
+    with pytest.raises(plumbing.InputError, match="fewer than one batch"):
         DataLoaderLite(2, 8, data=shard_dir(tmp_path, np.arange(size, dtype=np.uint16)))
 
 
 def test_token_ids_past_the_vocabulary(tmp_path):
     data = shard_dir(tmp_path, np.full(200, 60000, dtype=np.uint16))
-    with pytest.raises(SystemExit, match="token id 60000, past the model's vocabulary of 50304"):
+    with pytest.raises(plumbing.InputError, match="token id 60000, past the model's vocabulary of 50304"):
         DataLoaderLite(2, 8, data=data, vocab_size=50304)
 
 
 def test_data_that_is_a_binary_file(tmp_path):
     path = tmp_path / "model.bin"
     path.write_bytes(bytes(range(256)) * 10)
-    with pytest.raises(SystemExit, match="not UTF-8 text"):
+    with pytest.raises(plumbing.InputError, match="not UTF-8 text"):
         DataLoaderLite(2, 8, data=str(path))
 
 
@@ -122,7 +123,8 @@ def test_a_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
         f.write(b"half a file")
         raise OSError("No space left on device")
     monkeypatch.setattr(plumbing.torch, "save", crash)
-    with pytest.raises(SystemExit, match="could not write the checkpoint .*No space left on device.*--resume auto"):
+    with pytest.raises(plumbing.RunError,
+                       match="could not write the checkpoint .*No space left on device.*--resume auto"):
         plumbing.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
     assert path.read_bytes() == before  # the file that looks whole is whole
     assert plumbing.latest_checkpoint(str(tmp_path)) == str(path)  # a .tmp is never taken for a checkpoint
@@ -232,3 +234,30 @@ def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shak
     monkeypatch.undo()
     train_gpt2.main([*argv[:3], str(roomy), *argv[4:], "--resume", "auto"])
     assert "model_00006.pt" in os.listdir(roomy)
+
+
+
+def test_only_the_command_line_decorator_ends_the_process():
+    # Library code (plumbing, GPT, DataLoaderLite, what hellaswag.py and fineweb.py offer) raises a RunError that a
+    # notebook can catch; only plumbing.command_line turns one into an exit. So every SystemExit, exit() or sys.exit
+    # in the scripts' source must be inside command_line.
+    import ast
+
+    from helpers import ROOT
+
+    def exits(node, function=None):
+        """(outermost function, line) of each exit under node."""
+        if isinstance(node, ast.FunctionDef):
+            function = function or node.name
+        if isinstance(node, ast.Name) and node.id in ("SystemExit", "exit", "quit") or \
+                isinstance(node, ast.Attribute) and node.attr in ("exit", "_exit") and \
+                getattr(node.value, "id", None) in ("sys", "os"):
+            yield function, node.lineno
+        for child in ast.iter_child_nodes(node):
+            yield from exits(child, function)
+
+    for name in ("plumbing.py", "train_gpt2.py", "hellaswag.py", "fineweb.py", "sample.py"):
+        with open(os.path.join(ROOT, name)) as f:
+            found = list(exits(ast.parse(f.read())))
+        assert all(function == "command_line" for function, _ in found), (name, found)
+        assert bool(found) == (name == "plumbing.py")  # the one in command_line is seen

@@ -424,7 +424,7 @@ def test_download_offline_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(plumbing.urllib.request, "urlopen", offline)
-    with pytest.raises(SystemExit, match=r"(?s)could not download.*put it at .*hellaswag_val\.jsonl"):
+    with pytest.raises(plumbing.RunError, match=r"(?s)could not download.*put it at .*hellaswag_val\.jsonl"):
         hellaswag.download("val", str(tmp_path / "data"))
     assert os.listdir(tmp_path / "data") == []
 
@@ -433,7 +433,7 @@ def test_download_cut_short_leaves_nothing(tmp_path, monkeypatch):
     body = "\n".join(json.dumps(r) for r in RECORDS).encode()
     monkeypatch.setattr(plumbing.urllib.request, "urlopen",
                         lambda *args, **kwargs: FakeResponse(body[:100], len(body)))
-    with pytest.raises(SystemExit, match="cut short: got 100 of"):
+    with pytest.raises(plumbing.RunError, match="cut short: got 100 of"):
         hellaswag.download("val", str(tmp_path))
     assert os.listdir(tmp_path) == []
 

@@ -57,12 +57,14 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
 
 def test_a_total_batch_that_micro_batches_cannot_fill_is_refused():
     import pytest
+
+    from plumbing import InputError
     from train_gpt2 import grad_accum_steps_for
     assert grad_accum_steps_for(524288, 64, 1024, 8) == 1
     assert grad_accum_steps_for(524288, 16, 1024, 1) == 32
-    with pytest.raises(SystemExit, match="multiple of 3,072"):
+    with pytest.raises(InputError, match="multiple of 3,072"):
         grad_accum_steps_for(524288, 3, 1024, 1)
-    with pytest.raises(SystemExit, match=r"64 \* 1024 \* 3"):
+    with pytest.raises(InputError, match=r"64 \* 1024 \* 3"):
         grad_accum_steps_for(524288, 64, 1024, 3)
 
 
