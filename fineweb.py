@@ -156,24 +156,14 @@ def shard_path(out_dir, index):
 
 
 def write_shard(path, tokens):
-    """Write tokens to path atomically: to path + '.tmp' first, then rename over path.
-
-    np.save is given an open file because, given a file name, it appends '.npy' to one that lacks it. The fsync makes
-    the bytes reach the disk before the rename, so even a power cut cannot leave a renamed but empty shard.
-    """
-    from plumbing import RunError
-    tmp = path + ".tmp"
+    """Write tokens to path, all or nothing (plumbing.write_atomically: a temporary name, synced, then renamed).
+    np.save is given an open file because, given a file name, it appends '.npy' to one that lacks it."""
+    from plumbing import RunError, write_atomically
     try:
-        with open(tmp, "wb") as f:
-            np.save(f, tokens, allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        write_atomically(path, lambda f: np.save(f, tokens, allow_pickle=False))
     except OSError as e:  # a full disk, say
-        if os.path.exists(tmp):
-            os.remove(tmp)
         raise RunError(f"could not write {path} ({e}): the shards before it are complete and kept; free some space "
-                         "and run fineweb.py again, which keeps them and writes the rest") from None
+                       "and run fineweb.py again, which keeps them and writes the rest") from None
 
 
 def already_written(path, tokens):

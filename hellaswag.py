@@ -47,7 +47,7 @@ import torch
 from torch.nn import functional as F
 
 import plumbing
-from plumbing import (InputError, RunError, autocast, command_line, device_name, folder_problem, for_flag,
+from plumbing import (InputError, RunError, autocast, command_line, device_name, folder_problem, load_named_by,
                       pick_autocast_dtype, pick_device, whole_number)
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
@@ -326,7 +326,7 @@ def main(argv=None):
     if problem := folder_problem("--data_dir", args.data_dir, write=not os.path.exists(path)):
         raise InputError(problem)
     download(args.split, args.data_dir)  # before loading the model: offline, fail in a second, not after gpt2-xl
-    model = for_flag("--model", lambda name: load_model(name, device), args.model)
+    model = load_named_by("--model", lambda name: load_model(name, device), args.model)
     num_correct, num_correct_norm, num_total = evaluate(
         model, device=device, split=args.split, data_dir=args.data_dir, limit=args.limit,
         autocast_dtype=autocast_dtype, print_every=1000, batch_size=args.batch_size)

@@ -1,7 +1,9 @@
 """
-What the scripts need besides the GPT-2 recipe: checked downloads and inputs, checkpoint files and resume, log.txt,
-device and precision probes, and the model presets. A learner can skip this file: train_gpt2.py reads as the
-recipe without it. It imports nothing of the project, so every script can import it.
+What the scripts need besides the GPT-2 recipe, in sections: the errors a command stops with, and stopping every
+process of a torchrun run together; flag, path and model-name checks; files written whole; downloads; token data
+(text and shards); the training step's guard against non-finite numbers; checkpoints, resume and log.txt; devices
+and precision; the model presets. A learner can skip this file: train_gpt2.py reads as the recipe without it. It
+imports nothing of the project, so every script can import it.
 """
 import argparse
 import contextlib
@@ -22,6 +24,10 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from tqdm import tqdm
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Errors: what stops a command, and the one place where a command's process ends
 
 
 class RunError(Exception):
@@ -57,7 +63,13 @@ def command_line(main):
     return run
 
 
-def machine():
+# ----------------------------------------------------------------------------------------------------------------------
+# Processes that stop together. Under torchrun, a process that stops on an error must stop the others too:
+# else they wait for it in their next collective until NCCL's watchdog kills them, with tracebacks instead
+# of the message.
+
+
+def this_machine():
     """This process's machine, for messages: torchrun's node rank and the host name."""
     return f"node {os.environ.get('GROUP_RANK', '0')} ({socket.gethostname()})"
 
@@ -68,7 +80,7 @@ def stop_if_any_failed(error, ddp):
     waiting in a collective for a process that stopped."""
     if ddp:
         errors = [None] * dist.get_world_size()
-        dist.all_gather_object(errors, (error, machine()))
+        dist.all_gather_object(errors, (error, this_machine()))
         failed = [(e, where) for e, where in errors if e]
         if failed:
             places = ", ".join(dict.fromkeys(where for _, where in failed))
@@ -77,24 +89,22 @@ def stop_if_any_failed(error, ddp):
         raise RunError(error)
 
 
-def all_or_none(ddp, job, *args, **kwargs):
-    """job(*args, **kwargs) on every process, and its result; if it fails on one (a RunError, whose message says what
-    to do), every process stops with that message. A single process (ddp False) gets the job's own error."""
+def run_or_stop_all(ddp, job, *args, where=True, **kwargs):
+    """job(*args, **kwargs) on the processes where `where` is true (every process by default; each machine's local
+    rank 0 for a download, rank 0 for a checkpoint) while the others wait, and its result (None where it did not
+    run). If it fails on one process (a RunError, whose message says what to do), every process stops with that
+    message: none is left waiting for it in the next collective. A single process (ddp False) gets the job's own
+    error."""
     error = result = None
     try:
-        result = job(*args, **kwargs)
+        if where:
+            result = job(*args, **kwargs)
     except RunError as e:
         if not ddp:
             raise
         error = str(e)
     stop_if_any_failed(error, ddp)
     return result
-
-
-def run_where(chosen, ddp, job, *args):
-    """job(*args) on the processes where `chosen` is true (each machine's local rank 0 for a download, rank 0 for a
-    checkpoint) while the others wait; if it fails on one, every process stops with its message."""
-    all_or_none(ddp, job if chosen else (lambda *args: None), *args)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -139,14 +149,7 @@ def device_name(text):
     return text
 
 
-def for_flag(flag, load, name_or_path):
-    """load(name_or_path), its InputError said in the name of the flag that named the model."""
-    try:
-        return load(name_or_path)
-    except InputError as e:
-        raise InputError(f"{flag}: {e}") from None
-
-
+# ----------------------------------------------------------------------------------------------------------------------
 # Paths, checked before any work: each returns None, or what is wrong (naming the flag) and what to do.
 
 
@@ -197,6 +200,51 @@ def new_folder_problem(flag, path):
     return folder_problem(flag, path)
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Models named on the command line (--init_from, --model)
+
+
+def load_named_by(flag, load, name_or_path):
+    """load(name_or_path), for the model that `flag` names: an InputError it raises says which flag named it."""
+    try:
+        return load(name_or_path)
+    except InputError as e:
+        raise InputError(f"{flag}: {e}") from None
+
+
+def hf_load_error(name_or_path, e, openai_models):
+    """An InputError for transformers' failure to load a model: no network, no weights in the directory, ..."""
+    if name_or_path in openai_models:
+        what = "could not get OpenAI's weights from the Hugging Face hub; it needs the network the first time, then " \
+               "reads its cache"
+    else:
+        what = "could not be read as a directory written by GPT2LMHeadModel.save_pretrained"
+    reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+    return InputError(f"{name_or_path}: {what} ({type(e).__name__}: {reason})")
+
+
+# ----------------------------------------------------------------------------------------------------------------------
+# Files written whole: a crash, a full disk or a power loss never leaves one that looks whole and is not
+
+
+def write_atomically(path, write):
+    """write(f) into a new file at `path`, all or nothing: the bytes go to path + ".tmp", are synced to the disk and
+    only then renamed to `path` (a power loss can keep a rename and lose data not yet synced). A crash, a full disk or
+    a power loss never leaves a file under that name that looks whole and is not. On an error (a full disk, say) the
+    .tmp is removed and the error raised again; a crash can leave a .tmp, which no reader takes for the file."""
+    tmp = path + ".tmp"
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except Exception:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
 def write_folder(path, write):
     """write(folder) into a new temporary folder beside `path`, renamed to `path` once whole (an empty `path` is
     replaced): a failure, a full disk say, leaves nothing half-written."""
@@ -218,7 +266,8 @@ def write_folder(path, write):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Checked downloads and inputs
+# Downloads, checked
+
 
 # Tiny Shakespeare, the char-rnn corpus (1,115,394 bytes); fetched on first use, never committed.
 TINY_SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -278,6 +327,10 @@ def fetch_tiny_shakespeare(path="input.txt"):
                          "to download it again, or, if it is your own text, give it another name and pass --data")
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# Token data: a text file, or the shards fineweb.py writes, read as one stream of tokens
+
+
 def read_text(path):
     """The text of a --data file. A file named input.txt is tiny Shakespeare: fetched on first use and checked."""
     if os.path.basename(path) == "input.txt":
@@ -328,14 +381,14 @@ def open_shard(path, mmap_mode=None):
     return tokens
 
 
-def positions_of(tokens, token, chunk=1 << 20):
+def token_positions(tokens, token, chunk=1 << 20):
     """Where `token` is in a (memory-mapped) array, found a chunk at a time: the comparison's temporary array stays
     small however large the shard."""
     found = [np.flatnonzero(tokens[i:i + chunk] == token) + i for i in range(0, len(tokens), chunk)]
     return np.concatenate(found).tolist() if found else []
 
 
-class Pieces:
+class TokenStream:
     """Token arrays read as one stream, without joining them: a slice copies only the tokens it holds."""
 
     def __init__(self, arrays):
@@ -370,6 +423,10 @@ def check_token_ids(tokens, vocab_size, where):
                          "--vocab_size is too small")
 
 
+# ----------------------------------------------------------------------------------------------------------------------
+# The training step: the batch the processes split, and the guard against a NaN or inf
+
+
 def check_total_batch(total_batch_size, B, T, world_size):
     per_micro_step = B * T * world_size
     if total_batch_size % per_micro_step != 0:
@@ -378,8 +435,43 @@ def check_total_batch(total_batch_size, B, T, world_size):
                          f"multiple of {per_micro_step:,}, or change --batch_size / --seq_len")
 
 
+def step_if_finite(optimizer, loss, norm):
+    """optimizer.step(), unless the loss or the gradient norm is NaN or inf: that would poison the weights for good.
+    The fused AdamW kernel takes the check as a tensor (found_inf, as torch's GradScaler hands it over) and skips the
+    update on the device itself, so the CPU need not wait for the GPU here; other optimizers need the answer first."""
+    bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = bad.float()
+        optimizer.step()
+    elif not bad.item():
+        optimizer.step()
+
+
+def nonfinite_message(step, what, args):
+    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {args.log_dir}/ are all "
+            "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
+            "help), or pass --skip_nonfinite to skip such steps instead of stopping")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Checkpoints, resume and log.txt
+
+
+def checkpoint_path(log_dir, step):
+    """Where the checkpoint of `step` is written: log_dir/model_STEP.pt, the step zero-padded to 5 digits (so that the
+    names sort by step up to 99,999; latest_checkpoint does not rely on it)."""
+    return os.path.join(log_dir, f"model_{step:05d}.pt")
+
+
+def latest_checkpoint(log_dir):
+    """The checkpoint of log_dir with the highest step, or None. By the step number, not the name: model_100000.pt
+    sorts before model_99999.pt."""
+    steps = {}
+    for name in os.listdir(log_dir) if os.path.isdir(log_dir) else []:
+        match = re.fullmatch(r"model_(\d+)\.pt", name)
+        if match:
+            steps[int(match.group(1))] = name
+    return os.path.join(log_dir, steps[max(steps)]) if steps else None
 
 
 def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None):
@@ -397,23 +489,16 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
         # their own, seeded anew), and each GPU's state belongs to one process, which a resume on another layout of
         # GPUs would not have. Not asking for it also keeps a CPU run on a GPU machine from starting CUDA here.
         checkpoint["rng"] = {"cpu": torch.get_rng_state()}
-    tmp = path + ".tmp"
     try:
-        with open(tmp, "wb") as f:
-            torch.save(checkpoint, f)
-            f.flush()
-            os.fsync(f.fileno())  # the data on the disk before the name: a power loss can keep a rename and lose data
-        os.replace(tmp, path)
+        write_atomically(path, lambda f: torch.save(checkpoint, f))
     except (OSError, RuntimeError) as e:  # a full disk, say (torch.save reports it as a RuntimeError after an OSError)
-        if os.path.exists(tmp):
-            os.remove(tmp)
         cause = e
         while cause is not None and not isinstance(cause, OSError):
             cause = cause.__context__
         if cause is None:
             raise
         raise RunError(f"could not write the checkpoint {path} ({cause}): the run stops here. The checkpoints before "
-                         "it and log.txt are intact: free some space and continue with --resume auto") from None
+                       "it and log.txt are intact: free some space and continue with --resume auto") from None
 
 
 def read_checkpoint(path):
@@ -440,28 +525,6 @@ def check_weights_fit(path, config, model_state, file_state):
                 for k in sorted(set(expected) | set(found)) if expected.get(k) != found.get(k)]
         raise InputError(f"{path}: its weights do not fit its config {config}: "
                          + "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else ""))
-
-
-def hf_load_error(name_or_path, e, openai_models):
-    """An InputError for transformers' failure to load a model: no network, no weights in the directory, ..."""
-    if name_or_path in openai_models:
-        what = "could not get OpenAI's weights from the Hugging Face hub; it needs the network the first time, then " \
-               "reads its cache"
-    else:
-        what = "could not be read as a directory written by GPT2LMHeadModel.save_pretrained"
-    reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
-    return InputError(f"{name_or_path}: {what} ({type(e).__name__}: {reason})")
-
-
-def latest_checkpoint(log_dir):
-    """The checkpoint of log_dir with the highest step, or None. By the step number, not the name: model_100000.pt
-    sorts before model_99999.pt."""
-    steps = {}
-    for name in os.listdir(log_dir) if os.path.isdir(log_dir) else []:
-        match = re.fullmatch(r"model_(\d+)\.pt", name)
-        if match:
-            steps[int(match.group(1))] = name
-    return os.path.join(log_dir, steps[max(steps)]) if steps else None
 
 
 def checkpoint_to_resume(resume, log_dir, ddp):
@@ -506,24 +569,6 @@ def restore_run(checkpoint, optimizer, train_loader):
     return checkpoint["step"]
 
 
-def step_if_finite(optimizer, loss, norm):
-    """optimizer.step(), unless the loss or the gradient norm is NaN or inf: that would poison the weights for good.
-    The fused AdamW kernel takes the check as a tensor (found_inf, as torch's GradScaler hands it over) and skips the
-    update on the device itself, so the CPU need not wait for the GPU here; other optimizers need the answer first."""
-    bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
-    if optimizer.defaults.get("fused"):
-        optimizer.found_inf = bad.float()
-        optimizer.step()
-    elif not bad.item():
-        optimizer.step()
-
-
-def nonfinite_message(step, what, args):
-    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {args.log_dir}/ are all "
-            "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
-            "help), or pass --skip_nonfinite to skip such steps instead of stopping")
-
-
 class Log:
     """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...), each appended and
     flushed at once. A run resumed at step S keeps the lines before S and the evaluations of S itself (logged just
@@ -549,9 +594,7 @@ class Log:
                     if step < resume_step or (step == resume_step and kind != "train"):
                         kept.append(line if line.endswith("\n") else line + "\n")
         try:
-            with open(self.path + ".tmp", "w") as f:
-                f.writelines(kept)
-            os.replace(self.path + ".tmp", self.path)
+            write_atomically(self.path, lambda f: f.write("".join(kept).encode()))
         except OSError as e:
             raise RunError(f"could not write {self.path} ({e}); free some space, or give another --log_dir") from None
 
@@ -673,6 +716,7 @@ def peak_flops(device_type):
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Model presets
+
 
 # Shape and the recipe that goes with it. The GPT-3 rows are the GPT-3 paper's table 2.1 (context 2048). The GPT-2
 # rows take OpenAI's GPT-2 shapes (context 1024) and the batch and learning rate of the GPT-3 model of nearest size,

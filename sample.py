@@ -14,7 +14,7 @@ import time
 
 import tiktoken
 
-from plumbing import command_line, device_name, for_flag, pick_device, real_number, synchronize, whole_number
+from plumbing import command_line, device_name, load_named_by, pick_device, real_number, synchronize, whole_number
 from train_gpt2 import GPT, sample
 
 
@@ -41,7 +41,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     device, device_type = pick_device(args.device)
-    model = for_flag("--init_from", GPT.load, args.init_from).to(device).eval()
+    model = load_named_by("--init_from", GPT.load, args.init_from).to(device).eval()
     enc = tiktoken.get_encoding("gpt2")
     t0 = time.perf_counter()
     texts = sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,

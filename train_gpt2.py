@@ -342,7 +342,7 @@ class DataLoaderLite:
     def enter(self, epoch, k, carry):
         """Start reading shard k of `epoch`, after the `carry` tokens left over from the shard before it."""
         self.epoch, self.shard, self.carry = epoch, k, len(carry)
-        self.tokens = plumbing.Pieces([carry, *self.shard_pieces(epoch, k)])
+        self.tokens = plumbing.TokenStream([carry, *self.shard_pieces(epoch, k)])
         self.position = self.B * self.T * self.rank
 
     def next_batch(self):
@@ -375,7 +375,7 @@ class DataLoaderLite:
         plumbing.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
         if not self.shuffle:
             return [tokens]
-        bounds = [0, *plumbing.positions_of(tokens, EOT_TOKEN), len(tokens)]  # a piece split off the shard before:
+        bounds = [0, *plumbing.token_positions(tokens, EOT_TOKEN), len(tokens)]  # a piece split off the shard before:
         docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]  # a document of its own
         order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
         return [docs[j] for j in order]
@@ -392,7 +392,7 @@ class DataLoaderLite:
                 "round_start": self.position - self.B * self.T * self.rank}
 
     def load_state_dict(self, state):
-        before = plumbing.Pieces(self.shard_pieces(state["epoch"], state["shard"] - 1) if state["carry"] else [])
+        before = plumbing.TokenStream(self.shard_pieces(state["epoch"], state["shard"] - 1) if state["carry"] else [])
         self.enter(state["epoch"], state["shard"], carry=before[len(before) - state["carry"]:])
         self.position = state["round_start"] + self.B * self.T * self.rank
 
@@ -482,8 +482,8 @@ def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, args):
     """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
     scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs. Pass the uncompiled model:
     every batch of examples has its own length, and a compiled one would recompile for each."""
-    # Not a collective: a process that finds a damaged file must stop the others (plumbing.all_or_none).
-    counts = plumbing.all_or_none(world_size > 1, hellaswag.evaluate, model, device=device, split="val",
+    # Not a collective: a process that finds a damaged file must stop the others (plumbing.run_or_stop_all).
+    counts = plumbing.run_or_stop_all(world_size > 1, hellaswag.evaluate, model, device=device, split="val",
                                   data_dir=args.hellaswag_dir, rank=rank, world_size=world_size,
                                   limit=args.hellaswag_limit, autocast_dtype=amp_dtype,
                                   batch_size=args.hellaswag_batch_size)
@@ -655,11 +655,11 @@ def load_run(args, world_size, ddp):
         print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
     checkpoint = None
     if path is not None:
-        model, checkpoint = plumbing.for_flag("--resume", GPT.from_checkpoint, path)
+        model, checkpoint = plumbing.load_named_by("--resume", GPT.from_checkpoint, path)
         plumbing.check_resumable(path, checkpoint, args, world_size)
         print0(f"resuming from {path} at step {checkpoint['step']}")
     elif args.init_from != "scratch":
-        model = plumbing.for_flag("--init_from", GPT.load, args.init_from)
+        model = plumbing.load_named_by("--init_from", GPT.load, args.init_from)
     else:
         model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                               n_head=args.n_head, n_embd=args.n_embd))
@@ -680,7 +680,7 @@ def prepare_files(args, local_rank, master_process, ddp):
             plumbing.fetch_tiny_shakespeare(args.data)
         if args.hellaswag:
             hellaswag.download("val", args.hellaswag_dir)
-    plumbing.run_where(local_rank == 0 and args.max_steps > 0, ddp, fetch)
+    plumbing.run_or_stop_all(ddp, fetch, where=local_rank == 0 and args.max_steps > 0)
 
 
 def sample_only(model, args, device):
@@ -697,7 +697,7 @@ def export_hf(args):
         return  # under torchrun, one process writes
     if problem := plumbing.new_folder_problem("--export_hf", args.export_hf):
         raise plumbing.InputError(problem)
-    model = plumbing.for_flag("--init_from", GPT.load, args.init_from)
+    model = plumbing.load_named_by("--init_from", GPT.load, args.init_from)
     plumbing.write_folder(args.export_hf, model.save_pretrained)
     print0(f"wrote {args.export_hf}/: load it with GPT2LMHeadModel.from_pretrained({args.export_hf!r})")
 
@@ -770,9 +770,9 @@ def main(argv=None):
                 raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
             report(step, "val", "val loss", loss_val, log)
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
-                path = os.path.join(args.log_dir, f"model_{step:05d}.pt")
-                plumbing.run_where(master_process, ddp, plumbing.save_checkpoint, path, raw_model, step, loss_val,
-                                   args, optimizer, train_loader)
+                path = plumbing.checkpoint_path(args.log_dir, step)
+                plumbing.run_or_stop_all(ddp, plumbing.save_checkpoint, path, raw_model, step, loss_val, args,
+                                         optimizer, train_loader, where=master_process)
                 print0(f"step {step:5d} | saved {path}")
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args)
