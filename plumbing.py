@@ -182,14 +182,13 @@ def data_problem(data):
     return None
 
 
-def paths_problem(args, master_process):
-    """What is wrong with the paths a training run reads and writes (--data, --log_dir where rank 0 writes it,
-    --hellaswag_dir, into which the val file is downloaded if missing), or None. A run that only samples needs none."""
-    if args.max_steps == 0:
-        return None
-    missing = not os.path.exists(os.path.join(args.hellaswag_dir, "hellaswag_val.jsonl"))
-    problems = [data_problem(args.data), folder_problem("--log_dir", args.log_dir) if master_process else None,
-                folder_problem("--hellaswag_dir", args.hellaswag_dir, write=missing) if args.hellaswag else None]
+def paths_problem(data, log_dir=None, hellaswag_dir=None):
+    """What is wrong with the paths a training run reads and writes, or None: --data; --log_dir, on the process that
+    writes it (None on the others); --hellaswag_dir, where the val file is downloaded if missing (None: no
+    HellaSwag)."""
+    missing = hellaswag_dir and not os.path.exists(os.path.join(hellaswag_dir, "hellaswag_val.jsonl"))
+    problems = [data_problem(data), log_dir and folder_problem("--log_dir", log_dir),
+                hellaswag_dir and folder_problem("--hellaswag_dir", hellaswag_dir, write=missing)]
     return next((problem for problem in problems if problem), None)
 
 
@@ -447,8 +446,8 @@ def step_if_finite(optimizer, loss, norm):
         optimizer.step()
 
 
-def nonfinite_message(step, what, args):
-    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {args.log_dir}/ are all "
+def nonfinite_message(step, what, log_dir):
+    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {log_dir}/ are all "
             "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
             "help), or pass --skip_nonfinite to skip such steps instead of stopping")
 
@@ -546,15 +545,16 @@ def checkpoint_to_resume(resume, log_dir, ddp):
     return path
 
 
-def check_resumable(path, checkpoint, args, world_size):
-    """Refuse to resume a run under settings that would change what it computes."""
+def check_resumable(path, checkpoint, flags, world_size):
+    """Refuse to resume the checkpoint's run unless every flag in `flags` ({name: value}: those that would change what
+    the run computes) has the value the run was saved with, and it runs on as many processes."""
     if "optimizer" not in checkpoint:
         raise InputError(f"{path} holds weights only, not a run to resume; start from it with --init_from")
     saved = checkpoint["args"]
-    for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle"):
-        if saved[name] != getattr(args, name):
-            raise InputError(f"--resume {path}: that run had --{name} {saved[name]}, this one "
-                             f"{getattr(args, name)}; resume with the same value, or start a new run")
+    for name, value in flags.items():
+        if saved[name] != value:
+            raise InputError(f"--resume {path}: that run had --{name} {saved[name]}, this one {value}; resume with "
+                             "the same value, or start a new run")
     if saved.get("world_size", 1) != world_size:
         raise InputError(f"--resume {path}: that run had {saved.get('world_size', 1)} process(es), this one "
                          f"{world_size}; resume on as many, or start a new run")

@@ -478,15 +478,14 @@ def val_loss(model, loader, steps, device, device_type, amp_dtype, rank=0, world
     return (total[0] / total[1]).item()
 
 
-def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, args):
-    """HellaSwag acc_norm on the val split, the examples dealt out across processes and the counts summed. The
-    scoring is hellaswag.py's evaluate(), the same code that `python hellaswag.py` runs. Pass the uncompiled model:
-    every batch of examples has its own length, and a compiled one would recompile for each."""
+def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, data_dir, limit, batch_size):
+    """HellaSwag acc_norm on data_dir's val split (its first `limit` examples; None: all), the examples dealt out across
+    processes and the counts summed, scored by hellaswag.py's evaluate(), as `python hellaswag.py` does. Pass the
+    uncompiled model: every batch of examples has its own length, and a compiled one would recompile for each."""
     # Not a collective: a process that finds a damaged file must stop the others (plumbing.run_or_stop_all).
     counts = plumbing.run_or_stop_all(world_size > 1, hellaswag.evaluate, model, device=device, split="val",
-                                  data_dir=args.hellaswag_dir, rank=rank, world_size=world_size,
-                                  limit=args.hellaswag_limit, autocast_dtype=amp_dtype,
-                                  batch_size=args.hellaswag_batch_size)
+                                      data_dir=data_dir, rank=rank, world_size=world_size, limit=limit,
+                                      autocast_dtype=amp_dtype, batch_size=batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
     if world_size > 1:
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
@@ -521,9 +520,7 @@ def setup_distributed(requested_device):
                                   "--device cpu")
     if ddp and device_type == "cuda":
         device = plumbing.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
-    if device_type == "cuda" and device != "cuda":
-        # The current GPU, with or without torchrun: what torch.cuda calls without a device (synchronize, the bf16
-        # and peak checks) look at.
+    if device_type == "cuda" and device != "cuda":  # the GPU that torch.cuda's calls without a device look at
         torch.cuda.set_device(device)
     if ddp:  # NCCL moves gradients GPU to GPU; gloo is the CPU implementation
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
@@ -570,23 +567,20 @@ def parse_args(argv=None):
     parser.add_argument("--vocab_size", type=plumbing.whole_number(GPT2_VOCAB_SIZE), default=50304,
                         help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
                              "matmul kernels handle faster (default: %(default)s)")
-    parser.add_argument("--batch_size", type=positive,
-                        help="B: rows per micro-batch, per process (default: %(default)s)")
+    parser.add_argument("--batch_size", type=positive, help="B: rows per micro-step and process (default: %(default)s)")
     parser.add_argument("--seq_len", type=positive, help="T: tokens per row (default: %(default)s)")
     parser.add_argument("--total_batch_size", type=positive,
                         help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s; "
                              "GPT-3 paper, table 2.1: 0.5M for the 125M model)")
     parser.add_argument("--max_steps", type=count,
-                        help=f"optimizer steps; 0 only samples (default: {derived['max_steps']}, one pass over 10B "
-                             "tokens: the steps of 10B tokens at --total_batch_size)")
+                        help=f"optimizer steps; 0 only samples (default: {derived['max_steps']}: 10B tokens' worth)")
     parser.add_argument("--warmup_steps", type=count,
-                        help=f"steps of linear learning-rate warmup (default: {derived['warmup_steps']}, 375M tokens "
-                             "as in GPT-3: the steps of 375M tokens at --total_batch_size)")
+                        help=f"steps of linear learning-rate warmup (default: {derived['warmup_steps']}: 375M tokens' "
+                             "worth, as in GPT-3; both follow --total_batch_size)")
     parser.add_argument("--max_lr", type=plumbing.real_number(0),
                         help="peak learning rate, after warmup (default: %(default)s, GPT-3 paper's table 2.1)")
     parser.add_argument("--min_lr", type=plumbing.real_number(0, above=False),
-                        help=f"learning rate at the end of the decay (default: {derived['min_lr']:g}, 0.1 * --max_lr "
-                             "as in GPT-3)")
+                        help=f"learning rate at the end of the decay (default: {derived['min_lr']:g}: 0.1 * --max_lr)")
     parser.add_argument("--weight_decay", type=plumbing.real_number(0, above=False), default=0.1,
                         help="AdamW weight decay of matmul weights and embeddings (default: %(default)s, as GPT-3)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
@@ -648,15 +642,16 @@ def parse_args(argv=None):
 
 
 def load_run(args, world_size, ddp):
-    """The model to train and, with --resume, the checkpoint to continue from (else None)."""
-    args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
+    """The model to train (its shape from the flags, or --init_from's), and with --resume the checkpoint to continue
+    from (else None)."""
     path = plumbing.checkpoint_to_resume(args.resume, args.log_dir, ddp) if args.resume else None
     if args.resume == "auto" and path is None:
         print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
     checkpoint = None
     if path is not None:
         model, checkpoint = plumbing.load_named_by("--resume", GPT.from_checkpoint, path)
-        plumbing.check_resumable(path, checkpoint, args, world_size)
+        same = {name: getattr(args, name) for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle")}
+        plumbing.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches
         print0(f"resuming from {path} at step {checkpoint['step']}")
     elif args.init_from != "scratch":
         model = plumbing.load_named_by("--init_from", GPT.load, args.init_from)
@@ -669,37 +664,29 @@ def load_run(args, world_size, ddp):
     return model, checkpoint
 
 
-def prepare_files(args, local_rank, master_process, ddp):
-    """Before any work: check the paths the run reads and writes, then fetch tiny Shakespeare and HellaSwag's val
-    set once per machine (by its local rank 0) while the other processes wait. A problem on any process stops them
-    all with its message."""
-    plumbing.stop_if_any_failed(plumbing.paths_problem(args, master_process), ddp)
+def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp):
+    """Before any work: check the paths the run reads and writes (log_dir: None on the processes that do not write
+    it; hellaswag_dir: None without HellaSwag), then fetch tiny Shakespeare and HellaSwag's val set once per machine
+    (by its local rank 0) while the other processes wait. A problem on any process stops them all with its message."""
+    plumbing.stop_if_any_failed(plumbing.paths_problem(data, log_dir, hellaswag_dir), ddp)
 
     def fetch():
-        if os.path.basename(args.data) == "input.txt":
-            plumbing.fetch_tiny_shakespeare(args.data)
-        if args.hellaswag:
-            hellaswag.download("val", args.hellaswag_dir)
-    plumbing.run_or_stop_all(ddp, fetch, where=local_rank == 0 and args.max_steps > 0)
+        if os.path.basename(data) == "input.txt":
+            plumbing.fetch_tiny_shakespeare(data)
+        if hellaswag_dir:
+            hellaswag.download("val", hellaswag_dir)
+    plumbing.run_or_stop_all(ddp, fetch, where=local_rank == 0)
 
 
-def sample_only(model, args, device):
-    """--max_steps 0: nothing to train, just sample (the lecture's demo with --init_from gpt2)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        for text in sample(model, tiktoken.get_encoding("gpt2"), args.prompt, args.num_samples, args.max_new_tokens,
-                           device, args.seed):
-            print0(">", text)
-
-
-def export_hf(args):
+def export_hf(init_from, out_dir):
     """--export_hf DIR: write the --init_from model as a HuggingFace directory, and nothing else."""
     if int(os.environ.get("RANK", "0")) != 0:
         return  # under torchrun, one process writes
-    if problem := plumbing.new_folder_problem("--export_hf", args.export_hf):
+    if problem := plumbing.new_folder_problem("--export_hf", out_dir):
         raise plumbing.InputError(problem)
-    model = plumbing.load_named_by("--init_from", GPT.load, args.init_from)
-    plumbing.write_folder(args.export_hf, model.save_pretrained)
-    print0(f"wrote {args.export_hf}/: load it with GPT2LMHeadModel.from_pretrained({args.export_hf!r})")
+    model = plumbing.load_named_by("--init_from", GPT.load, init_from)
+    plumbing.write_folder(out_dir, model.save_pretrained)
+    print0(f"wrote {out_dir}/: load it with GPT2LMHeadModel.from_pretrained({out_dir!r})")
 
 
 def report(step, kind, label, value, log):
@@ -708,13 +695,13 @@ def report(step, kind, label, value, log):
     log.write(f"{step} {kind} {value:.4f}")
 
 
-def not_finite(step, loss, norm, args, log):
+def not_finite(step, loss, norm, skip_nonfinite, log_dir, log):
     """After a step that plumbing.step_if_finite skipped for a NaN or inf loss or norm (floats): stop the run, or (with
     --skip_nonfinite) log the skipped step and return True. Every process sees the same (averaged) numbers."""
     if math.isfinite(loss) and math.isfinite(norm):
         return False
-    if not args.skip_nonfinite:
-        raise plumbing.RunError(plumbing.nonfinite_message(step, f"loss {loss}, gradient norm {norm}", args))
+    if not skip_nonfinite:
+        raise plumbing.RunError(plumbing.nonfinite_message(step, f"loss {loss}, gradient norm {norm}", log_dir))
     print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
     log.write(f"{step} skipped {loss}")
     return True
@@ -724,10 +711,13 @@ def not_finite(step, loss, norm, args, log):
 def main(argv=None):
     args = parse_args(argv)
     if args.export_hf:
-        return export_hf(args)
+        return export_hf(args.init_from, args.export_hf)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
-    prepare_files(args, local_rank, master_process, ddp)  # before any work: a wrong path costs seconds
+    args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
+    if args.max_steps > 0:  # before any work: a wrong path costs seconds
+        prepare_files(args.data, args.log_dir if master_process else None,
+                      args.hellaswag_dir if args.hellaswag else None, local_rank, ddp)
     B, T = args.batch_size, args.seq_len
     grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)  # checked before any work
     print0(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T} "
@@ -739,8 +729,11 @@ def main(argv=None):
     print0(f"autocast dtype: {amp_dtype or 'none (float32)'}")
     model, resume = load_run(args, world_size, ddp)
     model.to(device)
-    if args.max_steps == 0:
-        return sample_only(model, args, device)
+    enc = tiktoken.get_encoding("gpt2")
+    if args.max_steps == 0:  # nothing to train: sample (the lecture's demo, with --init_from gpt2)
+        for text in sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
+            print0(">", text)
+        return
     raw_model = model  # the plain module, for what must not go through the compiled graph
     if plumbing.use_compile(args.compile, device_type):
         model = torch.compile(model)  # fuses the work between matmuls into few kernels, skips Python overhead
@@ -756,7 +749,6 @@ def main(argv=None):
         print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
     start_step = plumbing.restore_run(resume, optimizer, train_loader) if resume else 0
     log = plumbing.Log(args.log_dir, resume_step=start_step if resume else None, write=master_process)
-    enc = tiktoken.get_encoding("gpt2")
     flops_per_step, peak = raw_model.flops_per_token(T) * args.total_batch_size, plumbing.peak_flops(device_type)
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
     for step in range(start_step, args.max_steps + 1):
@@ -767,7 +759,7 @@ def main(argv=None):
             loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, rank,
                                 world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
-                raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args))
+                raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args.log_dir))
             report(step, "val", "val loss", loss_val, log)
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = plumbing.checkpoint_path(args.log_dir, step)
@@ -775,7 +767,8 @@ def main(argv=None):
                                          optimizer, train_loader, where=master_process)
                 print0(f"step {step:5d} | saved {path}")
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
-            acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args)
+            acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,
+                                          args.hellaswag_limit, args.hellaswag_batch_size)
             report(step, "hella", "HellaSwag acc_norm", acc_norm, log)
         if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
             for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
@@ -794,7 +787,7 @@ def main(argv=None):
         plumbing.step_if_finite(optimizer, loss, norm)  # a NaN or inf loss or norm must not reach the weights
         plumbing.synchronize(device_type)
         loss, norm = loss.item(), norm.item()  # read from the device once, now that the step is done
-        if not_finite(step, loss, norm, args, log):  # stops the run, or with --skip_nonfinite logs the skipped step
+        if not_finite(step, loss, norm, args.skip_nonfinite, args.log_dir, log):  # stops, or logs a skipped step
             continue
         dt = time.perf_counter() - t0
         mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together
