@@ -1,5 +1,6 @@
 """The README's lecture map stays true: every chapter of the video appears once, in order, each time link opens the
-video at its own time, and every short commit hash in the README names a commit of this repository."""
+video at its own time, and every short commit hash in the README and in docs/HISTORY.md (the history and the errata)
+names a commit of this repository."""
 import os
 import re
 import subprocess
@@ -45,9 +46,12 @@ CHAPTERS = [
 LINK = re.compile(r"\[(\d+):(\d\d):(\d\d)\]\(" + re.escape(VIDEO) + r"\?t=(\d+)\)")
 
 
-def readme():
-    with open(os.path.join(ROOT, "README.md"), encoding="utf-8") as f:
+def readme(name="README.md"):
+    with open(os.path.join(ROOT, name), encoding="utf-8") as f:
         return f.read()
+
+
+DOCS = ("README.md", os.path.join("docs", "HISTORY.md"))  # where commits are named
 
 
 def map_rows():
@@ -83,9 +87,36 @@ def test_every_short_hash_in_the_readme_names_a_commit_of_this_repository():
     if inside.returncode != 0 or shallow.stdout.strip() == "true":
         pytest.skip("this checkout has no git history (or only part of it) to look the hashes up in")
     # A short hash: 7 to 40 hex digits with at least one letter and one digit (not a number, not a word).
-    hashes = set(re.findall(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", readme()))
-    assert len(hashes) > 40  # the map and the history name many
-    for h in sorted(hashes):
+    hashes = {(h, name) for name in DOCS
+              for h in re.findall(r"\b(?=[0-9a-f]*[a-f])(?=[0-9a-f]*[0-9])[0-9a-f]{7,40}\b", readme(name))}
+    assert len({h for h, _ in hashes}) > 40  # the map and the history name many
+    for h, name in sorted(hashes):
         # Reachable from HEAD, not merely present: a clone leaves out commits that a rebase orphaned here.
         mine = subprocess.run(["git", "merge-base", "--is-ancestor", h, "HEAD"], cwd=ROOT, capture_output=True)
-        assert mine.returncode == 0, f"`{h}` in README.md is not a commit in this branch's history"
+        assert mine.returncode == 0, f"`{h}` in {name} is not a commit in this branch's history"
+
+
+def test_the_readme_links_the_history_and_stays_short():
+    # The README is the learner's guide; the history and the errata live in docs/HISTORY.md.
+    text = readme()
+    assert "(docs/HISTORY.md)" in text and "## Errata" not in text
+    assert "## Errata" in readme(DOCS[1]) and "**Part 1:" in readme(DOCS[1])
+    assert len(text.splitlines()) <= 220
+
+
+def test_the_quick_start_is_one_command_that_train_gpt2_accepts():
+    # The README's first block, its lines joined where they end in a backslash: pip, then train_gpt2.py with flags
+    # that parse into the small run the README describes.
+    import shlex
+
+    from train_gpt2 import parse_args
+    block = readme().split("```bash\n")[1].split("```")[0].replace("\\\n", " ")
+    first, second = block.strip().splitlines()
+    pip, train = first.split("&&")
+    assert shlex.split(pip) == ["pip", "install", "-r", "requirements.txt"]
+    assert shlex.split(second) == ["python", "-m", "pytest", "-q", "tests"]
+    python, script, *argv = shlex.split(train)
+    assert (python, script) == ("python", "train_gpt2.py")
+    args = parse_args(argv)
+    assert (args.data, args.hellaswag, args.n_layer, args.n_embd, args.max_steps) == ("input.txt", False, 4, 128, 500)
+    assert args.total_batch_size == args.batch_size * args.seq_len  # one micro-step per optimizer step
