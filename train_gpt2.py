@@ -520,7 +520,7 @@ def setup_distributed(requested_device):
                                   "--device cpu")
     if ddp and device_type == "cuda":
         device = plumbing.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
-    if device_type == "cuda" and device != "cuda":  # the GPU that torch.cuda's calls without a device look at
+    if device_type == "cuda" and torch.device(device).index is not None:  # what torch.cuda's calls look at
         torch.cuda.set_device(device)
     if ddp:  # NCCL moves gradients GPU to GPU; gloo is the CPU implementation
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
@@ -739,7 +739,7 @@ def main(argv=None):
         model = torch.compile(model)  # fuses the work between matmuls into few kernels, skips Python overhead
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
-        model = DDP(model, device_ids=[local_rank] if device_type == "cuda" else None)
+        model = DDP(model, device_ids=[device] if device_type == "cuda" else None)  # this process's GPU
     train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
                                   shuffle=args.shuffle, seed=args.seed, vocab_size=raw_model.config.vocab_size)
     # Every process reads the val split whole, as one process would; val_loss shares the batches out.

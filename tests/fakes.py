@@ -1,7 +1,11 @@
-"""Run a script as `python SCRIPT ARGS` would, with a fake network: urllib's urlopen serves the files named in the
-JSON of $FAKE_URLS ({url: local path}) in slow chunks, as a real download would arrive, and appends each URL it
-serves to downloads.txt in the working directory. $FAKE_PEAK_FLOPS, if set, is the GPU peak that MFU is measured
-against. The tests launch it under torchrun, in place of the script:
+"""Fakes of what this machine lacks: a network, and CUDA GPUs.
+
+Run a script as `python SCRIPT ARGS` would, with them: urllib's urlopen serves the files named in the JSON of
+$FAKE_URLS ({url: local path}) in slow chunks, as a real download would arrive, and appends each URL it serves to
+downloads.txt in the working directory. $FAKE_PEAK_FLOPS, if set, is the GPU peak that MFU is measured against.
+$FAKE_CUDA, if set, makes the process see CUDA GPUs whose tensors live on the CPU (fake_cuda below): a number N
+for N GPUs per machine, shared by its processes (each process sees all N), or "own" for one GPU per process, its
+own (what SLURM's --gpus-per-task=1 gives). The tests launch it under torchrun, in place of the script:
 
     torchrun ... tests/fakes.py train_gpt2.py --data input.txt ...
 """
@@ -10,6 +14,7 @@ import os
 import runpy
 import sys
 import time
+import types
 import urllib.request
 
 
@@ -46,10 +51,74 @@ def urlopen(url, timeout=None):
         return Response(url, f.read())
 
 
+def refuse(*args, **kwargs):
+    raise AssertionError("a real GPU would be needed here")
+
+
+def fake_cuda(setattr, gpus, uuids=None, name="NVIDIA H100 80GB HBM3", capability=(9, 0), memory=80 * 2**30):
+    """Make this process see `gpus` CUDA GPUs (of that name, compute capability, memory and uuids) whose tensors live
+    on the CPU: GPU i is the device "cpu:i", a CPU device that keeps the index. It patches, with setattr (the
+    builtin, or a pytest monkeypatch's), what the project's code asks: plumbing's device choice, torch.cuda's device
+    count, current device and properties, synchronize, pinning, the process group's backend and DDP. It never patches
+    what torch asks itself (torch.cuda.is_available), so torch's own code still sees the machine as it is. The
+    process group gets gloo where NCCL is asked for, and DDP checks its device_ids as CUDA would: a GPU index this
+    process does not see fails. Returns the list of calls made, in order."""
+    import torch
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    import plumbing
+    uuids = uuids or [f"GPU-fake-{i}" for i in range(gpus)]
+    calls, current = [], [0]
+    real_gpu_of, real_init = plumbing.gpu_of, dist.init_process_group
+
+    def index(device):
+        return 0 if device is None else device if isinstance(device, int) else torch.device(device).index or 0
+
+    def set_device(device):
+        calls.append(("set_device", str(device)))
+        current[0] = index(device)
+
+    def init_process_group(backend=None, **kwargs):
+        calls.append(("init", backend, kwargs.get("timeout")))
+        real_init("gloo", **kwargs)
+
+    class DDP(DistributedDataParallel):
+        def __init__(self, module, device_ids=None, **kwargs):
+            calls.append(("DDP", device_ids and [index(d) for d in device_ids], kwargs))
+            if device_ids and not 0 <= index(device_ids[0]) < gpus:  # what CUDA says of a GPU that is not there
+                raise RuntimeError("CUDA error: invalid device ordinal")
+            super().__init__(module, **kwargs)
+
+    setattr(plumbing, "pick_device", lambda requested="auto": (
+        "cpu" if requested in ("auto", "cuda") else requested.replace("cuda", "cpu"), "cuda"))
+    setattr(plumbing, "gpu_of", lambda local_rank, visible: real_gpu_of(local_rank, visible).replace("cuda", "cpu"))
+    setattr(torch.cuda, "device_count", lambda: gpus)
+    setattr(torch.cuda, "set_device", set_device)
+    setattr(torch.cuda, "current_device", lambda: current[0])
+    setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    setattr(torch.cuda, "get_device_properties", lambda device=None: types.SimpleNamespace(
+        name=name, uuid=uuids[index(device if device is not None else current[0])], total_memory=memory,
+        major=capability[0], minor=capability[1]))
+    setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("synchronize",)))
+    setattr(torch, "set_float32_matmul_precision", lambda precision: calls.append(("matmul_precision", precision)))
+    setattr(torch.Tensor, "pin_memory", lambda self, *args, **kwargs: self)  # pinning needs a GPU
+    for rng in ("get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all"):
+        setattr(torch.cuda, rng, refuse)
+    setattr(dist, "init_process_group", init_process_group)
+    setattr(torch.nn.parallel, "DistributedDataParallel", DDP)
+    return calls
+
+
 if __name__ == "__main__":
     urllib.request.urlopen = urlopen
     if os.environ.get("FAKE_PEAK_FLOPS"):
         import plumbing
         plumbing.peak_flops = lambda device_type: float(os.environ["FAKE_PEAK_FLOPS"])
+    if os.environ.get("FAKE_CUDA") == "own":
+        fake_cuda(setattr, 1, uuids=[f"GPU-fake-{os.environ['LOCAL_RANK']}"])
+    elif os.environ.get("FAKE_CUDA"):
+        fake_cuda(setattr, int(os.environ["FAKE_CUDA"]))
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")

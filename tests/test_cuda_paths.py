@@ -1,11 +1,15 @@
-"""The CUDA-only branches, run on the CPU. torch.cuda's answers are faked (an H100 whose tensors live on the CPU),
-so that every branch that asks for CUDA runs up to the point where a real GPU would be needed. A fake-CUDA run must
-compute what a CPU run computes: the branches change where and how fast, not what."""
+"""The CUDA-only branches, run on the CPU. The answers to what the code asks of CUDA are faked (tests/fakes.py: an
+H100 whose tensors live on the CPU), so that every branch that asks for CUDA runs up to the point where a real GPU
+would be needed. A fake-CUDA run must compute what a CPU run computes: the branches change where and how fast, not
+what."""
 import os
+import subprocess
+import sys
 
+import fakes
 import pytest
 import torch
-from helpers import tiny_flags
+from helpers import ROOT, tiny_flags
 
 import plumbing
 import train_gpt2
@@ -14,26 +18,11 @@ TINY = tiny_flags(device=None, total_batch_size=128, max_steps=4, val_steps=2, e
                   sample_interval=100)
 
 
-def refuse(*args, **kwargs):
-    raise AssertionError("a real GPU would be needed here")
-
-
 @pytest.fixture
 def fake_cuda(monkeypatch):
     """Make this process look like it has one H100; returns the list of the CUDA calls made."""
-    calls = []
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
-    monkeypatch.setattr(torch.cuda, "synchronize", lambda device=None: calls.append(("synchronize",)))
-    monkeypatch.setattr(torch, "set_float32_matmul_precision", lambda p: calls.append(("matmul_precision", p)))
-    monkeypatch.setattr(torch.Tensor, "pin_memory", lambda self, *args, **kwargs: self)  # pinning needs a GPU
-    for name in ("get_rng_state", "get_rng_state_all", "set_rng_state", "set_rng_state_all"):
-        monkeypatch.setattr(torch.cuda, name, refuse)
-    # The device's type is "cuda"; its tensors live on the CPU.
-    monkeypatch.setattr(plumbing, "pick_device", lambda requested="auto": ("cpu", "cuda"))
+    calls = fakes.fake_cuda(monkeypatch.setattr, 1)
+    monkeypatch.setattr(train_gpt2, "DDP", torch.nn.parallel.DistributedDataParallel)  # the checking fake
     return calls
 
 
@@ -144,26 +133,12 @@ def test_peak_flops_of_the_current_gpu(monkeypatch):
 def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one_process_torchrun, shakespeare,
                                                                   tmp_path, monkeypatch):
     # One process as torchrun starts it, on the fake GPU: NCCL is asked for (gloo stands in for it), and DDP is
-    # given the process's GPU (a recording DDP takes the ids and runs on the CPU). The run logs what the plain CPU
-    # run logs.
+    # given the process's GPU (the fake DDP takes the ids and runs on the CPU). The run logs what the plain CPU run
+    # logs.
     import torch.distributed as dist
-    asked = {}
-    real_init = dist.init_process_group
-
-    def init_process_group(backend):
-        asked["backend"] = backend
-        real_init("gloo")
-
-    class RecordingDDP(train_gpt2.DDP):
-        def __init__(self, module, device_ids=None):
-            asked["device_ids"] = device_ids
-            super().__init__(module)
-
-    monkeypatch.setattr(train_gpt2.dist, "init_process_group", init_process_group)
-    monkeypatch.setattr(train_gpt2, "DDP", RecordingDDP)
-    monkeypatch.setattr(plumbing, "gpu_of", lambda local_rank, visible: "cpu")  # the fake GPU's tensors: the CPU's
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cuda"), "--device", "cuda", *TINY])
-    assert asked == {"backend": "nccl", "device_ids": [0]}
+    asked = {call[0]: call[1] for call in fake_cuda if call[0] in ("init", "DDP")}
+    assert asked == {"init": "nccl", "DDP": [0]}
     assert not dist.is_initialized()
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(key)
@@ -175,3 +150,25 @@ def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one
 def test_compile_is_on_by_default_on_cuda():
     assert plumbing.use_compile(None, "cuda") and not plumbing.use_compile(False, "cuda")
     assert not plumbing.use_compile(None, "mps")
+
+
+def torchrun(log_dir, data, nproc, fake_cuda=None):
+    """train_gpt2.py under torchrun on this machine, through tests/fakes.py: (exit status, what it printed)."""
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **({"FAKE_CUDA": fake_cuda} if fake_cuda else {}))
+    device = "cuda" if fake_cuda else "cpu"
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                          os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"),
+                          "--data", data, "--log_dir", str(log_dir), *TINY, "--device", device],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    return out.returncode, out.stdout + out.stderr
+
+
+def test_each_process_that_is_shown_one_gpu_trains_on_it(shakespeare, tmp_path):
+    # Two processes, each shown one GPU of its own, as its cuda:0 (SLURM's --gpus-per-task=1). Local rank 1 must run
+    # on its cuda:0 and DDP must be given that GPU: DDP(device_ids=[LOCAL_RANK]) named a cuda:1 that this process does
+    # not have, and failed at the first forward ("invalid device ordinal"). The run logs what two CPU processes log.
+    rc, out = torchrun(tmp_path / "cuda", shakespeare, 2, fake_cuda="own")
+    assert rc == 0, out[-3000:]
+    rc, out = torchrun(tmp_path / "cpu", shakespeare, 2)
+    assert rc == 0, out[-3000:]
+    assert read(tmp_path / "cuda" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
