@@ -7,6 +7,7 @@ imports nothing of the project, so every script can import it.
 """
 import argparse
 import contextlib
+import datetime
 import functools
 import hashlib
 import http.client
@@ -69,6 +70,13 @@ def command_line(main):
 # of the message.
 
 
+# How long a collective waits for the slowest process before the run fails (torch's defaults: 10 minutes for NCCL, 30
+# for gloo). The longest wait is for rank 0's checkpoint: gpt2-xl's, with AdamW's state, is 19 GB, 16 minutes to write
+# at 20 MB/s (a slow network disk), and NCCL's 10 would kill the processes waiting for it. A first run's downloads
+# take less (--init_from gpt2-xl: about 6 GB per machine). The price: a run that really hangs takes 30 minutes to fail.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+
+
 def this_machine():
     """This process's machine, for messages: torchrun's node rank and the host name."""
     return f"node {os.environ.get('GROUP_RANK', '0')} ({socket.gethostname()})"
@@ -87,6 +95,20 @@ def stop_if_any_failed(error, ddp):
             raise RunError(f"{failed[0][0]} [on {places}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
     elif error:
         raise RunError(error)
+
+
+def shared_gpu_problem(device):
+    """Under torchrun on CUDA: what is wrong if processes of one machine were given the same GPU, or None (every
+    process must call it). NCCL would stop them at their first collective with "Duplicate GPU detected"; this asks
+    through gloo (see setup_distributed), which needs no GPU."""
+    mine = (this_machine(), str(torch.cuda.get_device_properties(device).uuid))
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    gpus = [uuid for machine, uuid in everyone if machine == mine[0]]  # the GPU of each process of this machine
+    if len(set(gpus)) < len(gpus):
+        return (f"{len(gpus)} processes on this machine share {len(set(gpus))} GPU(s), and each needs one of its own: "
+                f"start at most {len(set(gpus))} here (torchrun --nproc_per_node {len(set(gpus))})")
+    return None
 
 
 def run_or_stop_all(ddp, job, *args, where=True, **kwargs):

@@ -522,8 +522,11 @@ def setup_distributed(requested_device):
         device = plumbing.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
     if device_type == "cuda" and torch.device(device).index is not None:  # what torch.cuda's calls look at
         torch.cuda.set_device(device)
-    if ddp:  # NCCL moves gradients GPU to GPU; gloo is the CPU implementation
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    if ddp:  # NCCL moves CUDA tensors GPU to GPU; gloo moves CPU ones, such as the messages of plumbing's checks
+        dist.init_process_group("cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo",
+                                timeout=plumbing.COLLECTIVE_TIMEOUT)
+        if device_type == "cuda":
+            plumbing.stop_if_any_failed(plumbing.shared_gpu_problem(device), ddp)
     print0(f"using device: {device}, {world_size} process(es)")
     return ddp, rank, local_rank, world_size, device, device_type
 

@@ -86,7 +86,10 @@ def setup_on(monkeypatch, requested, visible, env):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
-    monkeypatch.setattr(train_gpt2.dist, "init_process_group", lambda backend: calls.append(("init", backend)))
+    monkeypatch.setattr(train_gpt2.dist, "init_process_group",
+                        lambda backend, timeout: calls.append(("init", backend)))
+    monkeypatch.setattr(plumbing, "shared_gpu_problem", lambda device: calls.append(("shared?", device)))
+    monkeypatch.setattr(plumbing, "stop_if_any_failed", lambda error, ddp: None)
     return train_gpt2.setup_distributed(requested), calls
 
 
@@ -94,7 +97,7 @@ def test_torchrun_with_one_gpu_shown_per_process_uses_it(monkeypatch):
     # Rank 5 of 8 on a node where the launcher made one GPU visible to each process: cuda:5 does not exist there.
     facts, calls = setup_on(monkeypatch, "auto", 1, {"RANK": "5", "LOCAL_RANK": "5", "WORLD_SIZE": "8"})
     assert facts == (True, 5, 5, 8, "cuda:0", "cuda")
-    assert calls == [("set_device", "cuda:0"), ("init", "nccl")]
+    assert calls == [("set_device", "cuda:0"), ("init", "cpu:gloo,cuda:nccl"), ("shared?", "cuda:0")]
 
 
 def test_cuda_n_without_torchrun_becomes_the_current_gpu(monkeypatch):
@@ -137,8 +140,11 @@ def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one
     # logs.
     import torch.distributed as dist
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cuda"), "--device", "cuda", *TINY])
-    asked = {call[0]: call[1] for call in fake_cuda if call[0] in ("init", "DDP")}
-    assert asked == {"init": "nccl", "DDP": [0]}
+    asked = {call[0]: call[1:] for call in fake_cuda if call[0] in ("init", "DDP")}
+    # NCCL for CUDA tensors, gloo for CPU ones (the checks' messages), and a timeout that outlasts a long checkpoint
+    assert asked["init"] == ("cpu:gloo,cuda:nccl", plumbing.COLLECTIVE_TIMEOUT)
+    assert plumbing.COLLECTIVE_TIMEOUT.total_seconds() >= 20 * 60
+    assert asked["DDP"][0] == [0]
     assert not dist.is_initialized()
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(key)
@@ -172,3 +178,16 @@ def test_each_process_that_is_shown_one_gpu_trains_on_it(shakespeare, tmp_path):
     rc, out = torchrun(tmp_path / "cpu", shakespeare, 2)
     assert rc == 0, out[-3000:]
     assert read(tmp_path / "cuda" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
+
+
+def test_two_processes_on_one_gpu_are_refused_with_how_many_the_machine_can_run(shakespeare, tmp_path):
+    # torchrun --nproc_per_node=2 on a machine with one GPU: both processes get its cuda:0, and NCCL would stop them
+    # at the first collective ("Duplicate GPU detected") with tracebacks. Refused first, each machine saying it once.
+    rc, out = torchrun(tmp_path / "log", shakespeare, 2, fake_cuda="1")
+    assert rc != 0
+    message = "2 processes on this machine share 1 GPU(s), and each needs one of its own: start at most 1 here " \
+              "(torchrun --nproc_per_node 1) [on node 0 ("
+    assert out.count(message) == 1, out[-3000:]
+    assert "]: Traceback" not in out and not (tmp_path / "log").exists()  # no worker's traceback (torchrun's own: yes)
+    rc, out = torchrun(tmp_path / "two", shakespeare, 2, fake_cuda="2")  # a GPU each: fine
+    assert rc == 0, out[-3000:]
