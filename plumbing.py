@@ -524,9 +524,11 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
 
 def read_checkpoint(path):
     """A checkpoint written by save_checkpoint, as a dict. weights_only=True: the file can only hold tensors and
-    plain data, so loading one cannot run code."""
+    plain data, so loading one cannot run code. mmap=True: the tensors are the file's pages, read as they are used
+    and shared through the page cache by the processes of a machine, not a copy in each process's memory (every
+    process of a resume loads the checkpoint: gpt2-xl's is 19 GB, 150 GB for 8 processes if each made a copy)."""
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except FileNotFoundError:
         raise InputError(f"{path}: no such checkpoint") from None
     except Exception as e:  # truncated, corrupted, or not a torch file: torch's own error is deep and long
