@@ -768,7 +768,9 @@ def training_memory(n_layer, n_embd, context, tokens, vocab_size=50304):
     """Bytes one training process needs, estimated, for `tokens` = B * T tokens per micro-step under bf16 autocast with
     flash attention:
       18 per parameter: float32 weights, gradients and AdamW's two moments (4 + 4 + 8), and autocast's bf16 copy of
-        the weights (2);
+        the weights (2). Under DDP the gradients are its all-reduce buckets: with gradient_as_bucket_view=True each
+        .grad is a view into them (PyTorch PR #41954 measured the saving as the size of the gradients); without it,
+        DDP would keep the buckets beside the gradients, 4 more;
       40 * n_embd per token and layer, the activations kept for backward: Korthikanti et al. 2022 ("Reducing
         Activation Recomputation in Large Transformer Models", section 4.1) count 34 * n_embd in 16-bit, plus a
         5 * heads * T term for the attention matrix that flash attention never stores; the residual stream and the

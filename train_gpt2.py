@@ -742,7 +742,8 @@ def main(argv=None):
         model = torch.compile(model)  # fuses the work between matmuls into few kernels, skips Python overhead
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
-        model = DDP(model, device_ids=[device] if device_type == "cuda" else None)  # this process's GPU
+        # gradient_as_bucket_view: each .grad is a view into DDP's all-reduce buckets, not a second copy beside them
+        model = DDP(model, device_ids=[device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
     train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
                                   shuffle=args.shuffle, seed=args.seed, vocab_size=raw_model.config.vocab_size)
     # Every process reads the val split whole, as one process would; val_loss shares the batches out.

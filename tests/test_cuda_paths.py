@@ -144,7 +144,7 @@ def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one
     # NCCL for CUDA tensors, gloo for CPU ones (the checks' messages), and a timeout that outlasts a long checkpoint
     assert asked["init"] == ("cpu:gloo,cuda:nccl", plumbing.COLLECTIVE_TIMEOUT)
     assert plumbing.COLLECTIVE_TIMEOUT.total_seconds() >= 20 * 60
-    assert asked["DDP"][0] == [0]
+    assert asked["DDP"] == ([0], {"gradient_as_bucket_view": True})  # .grad: views into DDP's buckets, no copy
     assert not dist.is_initialized()
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(key)
