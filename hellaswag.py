@@ -47,8 +47,8 @@ import torch
 from torch.nn import functional as F
 
 import plumbing
-from plumbing import (InputError, RunError, autocast, command_line, device_name, folder_problem, load_named_by,
-                      pick_autocast_dtype, pick_device, whole_number)
+from plumbing import (InputError, RunError, autocast, command_line, device_name, folder_problem, full_float32,
+                      load_named_by, pick_autocast_dtype, pick_device, whole_number)
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
@@ -186,10 +186,10 @@ def score(model, tokens, pos, segment):
     # that is in the same ending, else (for the first token of an ending) the context's last token.
     context_len = (segment == CONTEXT).sum(dim=1)  # (N,)
     source = torch.where(segment[rows, cols - 1] == ending, cols - 1, context_len[rows] - 1)
-    # The output head only where a prediction is scored (about 80 of an example's 140 positions), and in float32 even
-    # under bf16 autocast: bf16 logits keep 3 significant digits, and near-tied endings differ in the third decimal
-    # of the loss.
-    with torch.autocast(device_type=tokens.device.type, enabled=False):
+    # The output head only where a prediction is scored (about 80 of an example's 140 positions), and in full float32
+    # even under bf16 autocast or TF32 (which the training loop turns on): bf16 logits keep 3 significant digits, TF32
+    # products about as few, and near-tied endings differ in the third decimal of the loss.
+    with torch.autocast(device_type=tokens.device.type, enabled=False), full_float32():
         logits = model.lm_head(hidden[rows, source].float())  # (number of ending tokens, V)
     token_losses = F.cross_entropy(logits, tokens[rows, cols], reduction="none")
     sum_loss = torch.zeros(tokens.size(0), 4, device=tokens.device).index_put_((rows, ending), token_losses,

@@ -701,6 +701,18 @@ def autocast(device_type, dtype):
     return torch.autocast(device_type=device_type, dtype=dtype)
 
 
+@contextlib.contextmanager
+def full_float32():
+    """Float32 matmuls in full float32 inside, whatever torch.set_float32_matmul_precision says outside (train_gpt2.py
+    asks for TF32 on CUDA, whose products keep 10 bits of mantissa where float32 keeps 23)."""
+    precision = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(precision)
+
+
 def use_compile(requested, device_type):
     """--compile / --no-compile, or by default on where it is measured to help (BENCHMARKS.md): CUDA, and CPUs but on
     Windows, which lacks the C++ toolchain that compiling for the CPU needs as often as not. MPS support is young."""

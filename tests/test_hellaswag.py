@@ -365,6 +365,23 @@ def test_the_head_runs_in_float32_under_bf16_autocast(gpt, data_dir):
         assert torch.equal(logits, F.linear(hidden.float(), gpt.lm_head.weight))
 
 
+def test_the_head_runs_in_full_float32_where_training_turned_tf32_on(gpt, data_dir):
+    # The training loop sets torch.set_float32_matmul_precision("high") on CUDA: TF32 products, about as coarse as
+    # bf16's. The evaluation during training must score as `python hellaswag.py` does: the head in full float32,
+    # and the setting as it was afterwards.
+    seen = []
+    hook = gpt.lm_head.register_forward_pre_hook(lambda module, args: seen.append(torch.get_float32_matmul_precision()))
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        hellaswag.evaluate(gpt, data_dir=data_dir)
+        assert torch.get_float32_matmul_precision() == "high"
+    finally:
+        hook.remove()
+        torch.set_float32_matmul_precision(before)
+    assert seen and set(seen) == {"highest"}
+
+
 def test_malformed_line_names_file_and_line(tmp_path):
     path = tmp_path / "hellaswag_val.jsonl"
     write_jsonl(path, [RECORDS[0], RECORDS[1], '{"ind": 2, "ctx": "cut off in the mid'])
