@@ -135,6 +135,25 @@ def run_or_stop_all(ddp, job, *args, where=True, **kwargs):
     return result
 
 
+def stop_unless_same(value, problem, ddp):
+    """Every process passes its `value` (say, the step and the sha256 of the checkpoint it read from its own disk).
+    Where a machine's differs from rank 0's, every process stops with `problem`, naming those machines: each machine
+    reads its own files, and a run whose machines read different ones would go on, silently wrong."""
+    if ddp:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, (value, this_machine()))
+        differ = dict.fromkeys(where for other, where in everyone if other != everyone[0][0])
+        if differ:
+            raise RunError(f"{problem} [on {', '.join(differ)}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
+
+
+def check_same_data(data, ddp):
+    """Under torchrun, stop every process unless every machine's --data holds the same files as rank 0's."""
+    if ddp:
+        stop_unless_same(data_fingerprint(data), f"--data {data}: not the same files as on rank 0's machine (another "
+                         "shard, or one of another size); make every machine's copy the same", ddp)
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Flags, checked as they are parsed: argparse types that refuse a value out of range, with the flag, the value and
 # the range in the message (argparse adds "argument --FLAG:" in front).
@@ -302,8 +321,11 @@ TINY_SHAKESPEARE_SHA256 = "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca
 
 
 def sha256_of(path):
+    digest = hashlib.sha256()
     with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
+        while chunk := f.read(1 << 24):  # 16 MB at a time: a checkpoint can be larger than the memory
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def download(url, path, sha256=None):
@@ -392,6 +414,14 @@ def shard_paths(data, split):
     if not names:
         raise InputError(no_shards_message(data, split))
     return [os.path.join(data, name) for name in names]
+
+
+def data_fingerprint(data):
+    """What --data holds, to compare across machines: each shard's name and size, or the text file's sha256."""
+    if os.path.isdir(data):
+        return [(name, os.path.getsize(os.path.join(data, name))) for split in ("train", "val")
+                for name in shard_names(data, split)]
+    return sha256_of(data)
 
 
 def open_shard(path, mmap_mode=None):
@@ -556,6 +586,14 @@ def check_weights_fit(path, config, model_state, file_state):
                          + "; ".join(diff[:5]) + (f"; and {len(diff) - 5} more" if len(diff) > 5 else ""))
 
 
+def check_same_checkpoint(path, step, ddp):
+    """Under torchrun, stop every process unless every machine read the same checkpoint as rank 0 (the same step and
+    the same bytes: each reads it from its own disk, and another machine's file of that name can be another run's)."""
+    if ddp:
+        stop_unless_same((step, sha256_of(path)), f"--resume {path}: not the file rank 0 resumes from (another step, "
+                         f"or other bytes); copy rank 0's {path} to the same path on every machine", ddp)
+
+
 def checkpoint_to_resume(resume, log_dir, ddp):
     """The checkpoint --resume names (auto: the newest in log_dir, or None if there is none yet), as rank 0 sees it.
     Only rank 0 writes checkpoints, so another machine's log_dir may lack it or hold older ones of its own: rank 0
@@ -602,15 +640,17 @@ def restore_run(checkpoint, optimizer, train_loader):
 class Log:
     """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...), each appended and
     flushed at once. A run resumed at step S keeps the lines before S and the evaluations of S itself (logged just
-    before its checkpoint) and drops the rest, which the killed run wrote after its checkpoint. With write=False
-    (every process but the master) it does nothing."""
+    before its checkpoint) and drops the rest, which the killed run wrote after its checkpoint. Only the process with
+    write=True (the master) writes. A line it cannot write does not raise: that would stop the master alone while the
+    other processes wait for it in their next collective. It is kept in `error`, and the training loop stops every
+    process with it (in its step's all-reduce, and at each evaluation)."""
 
-    def __init__(self, log_dir, resume_step=None, write=True):
-        self.enabled = write
-        if not write:
-            return
-        os.makedirs(log_dir, exist_ok=True)
-        self.path = os.path.join(log_dir, "log.txt")
+    def __init__(self, log_dir, resume_step=None, write=True, ddp=False):
+        self.path, self.write_here, self.error = os.path.join(log_dir, "log.txt"), write, None
+        run_or_stop_all(ddp, self.start, resume_step, where=write)  # starting it: the same for every process
+
+    def start(self, resume_step):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
         kept = []
         if resume_step is not None and os.path.exists(self.path):
             with open(self.path, errors="replace") as f:
@@ -629,15 +669,15 @@ class Log:
             raise RunError(f"could not write {self.path} ({e}); free some space, or give another --log_dir") from None
 
     def write(self, line):
-        if not self.enabled:
+        if not self.write_here or self.error:
             return
         try:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
                 f.flush()
         except OSError as e:  # a line cut short is dropped by a resume, like any line after its checkpoint
-            raise RunError(f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
-                             "before are intact: free some space and continue with --resume auto") from None
+            self.error = (f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
+                          "before are intact: free some space and continue with --resume auto")
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -651,13 +651,15 @@ def load_run(args, world_size, ddp):
     if args.resume == "auto" and path is None:
         print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
     checkpoint = None
+    # Every process loads the model from its own machine's files: if one cannot, every process stops.
     if path is not None:
-        model, checkpoint = plumbing.load_named_by("--resume", GPT.from_checkpoint, path)
+        model, checkpoint = plumbing.run_or_stop_all(ddp, plumbing.load_named_by, "--resume", GPT.from_checkpoint, path)
+        plumbing.check_same_checkpoint(path, checkpoint["step"], ddp)
         same = {name: getattr(args, name) for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle")}
         plumbing.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches
         print0(f"resuming from {path} at step {checkpoint['step']}")
     elif args.init_from != "scratch":
-        model = plumbing.load_named_by("--init_from", GPT.load, args.init_from)
+        model = plumbing.run_or_stop_all(ddp, plumbing.load_named_by, "--init_from", GPT.load, args.init_from)
     else:
         model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                               n_head=args.n_head, n_embd=args.n_embd))
@@ -679,6 +681,7 @@ def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp):
         if hellaswag_dir:
             hellaswag.download("val", hellaswag_dir)
     plumbing.run_or_stop_all(ddp, fetch, where=local_rank == 0)
+    plumbing.check_same_data(data, ddp)  # each machine reads its own copy
 
 
 def export_hf(init_from, out_dir):
@@ -692,10 +695,11 @@ def export_hf(init_from, out_dir):
     print0(f"wrote {out_dir}/: load it with GPT2LMHeadModel.from_pretrained({out_dir!r})")
 
 
-def report(step, kind, label, value, log):
-    """Print an evaluation's result and append it to log.txt."""
+def report(step, kind, label, value, log, ddp):
+    """Print an evaluation's result and append it to log.txt; if the log could not be written, stop every process."""
     print0(f"step {step:5d} | {label} {value:.4f}")
     log.write(f"{step} {kind} {value:.4f}")
+    plumbing.stop_if_any_failed(log.error, ddp)
 
 
 def not_finite(step, loss, norm, skip_nonfinite, log_dir, log):
@@ -752,7 +756,7 @@ def main(argv=None):
     for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
         print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
     start_step = plumbing.restore_run(resume, optimizer, train_loader) if resume else 0
-    log = plumbing.Log(args.log_dir, resume_step=start_step if resume else None, write=master_process)
+    log = plumbing.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
     flops_per_step, peak = raw_model.flops_per_token(T) * args.total_batch_size, plumbing.peak_flops(device_type)
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
     for step in range(start_step, args.max_steps + 1):
@@ -764,7 +768,7 @@ def main(argv=None):
                                 world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
                 raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args.log_dir))
-            report(step, "val", "val loss", loss_val, log)
+            report(step, "val", "val loss", loss_val, log, ddp)
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = plumbing.checkpoint_path(args.log_dir, step)
                 plumbing.run_or_stop_all(ddp, plumbing.save_checkpoint, path, raw_model, step, loss_val, args,
@@ -773,7 +777,7 @@ def main(argv=None):
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,
                                           args.hellaswag_limit, args.hellaswag_batch_size)
-            report(step, "hella", "HellaSwag acc_norm", acc_norm, log)
+            report(step, "hella", "HellaSwag acc_norm", acc_norm, log, ddp)
         if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
             for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
                 print0(f"step {step:5d} | sample: {text!r}")  # uncompiled: the length changes at every token
@@ -782,15 +786,19 @@ def main(argv=None):
         t0 = time.perf_counter()
         optimizer.zero_grad()
         loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
-        all_reduce_mean(loss, ddp, world_size)  # each process saw its own share of the batch
+        # The step's one all-reduce besides DDP's: the mean of the processes' losses (each saw its share of the batch),
+        # and whether one must stop after this step (its log could not be written), so that all stop after the same.
+        stats = all_reduce_mean(torch.stack((loss, torch.full_like(loss, log.error is not None))), ddp, world_size)
         # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        plumbing.step_if_finite(optimizer, loss, norm)  # a NaN or inf loss or norm must not reach the weights
+        plumbing.step_if_finite(optimizer, stats[0], norm)  # a NaN or inf loss or norm must not reach the weights
         plumbing.synchronize(device_type)
-        loss, norm = loss.item(), norm.item()  # read from the device once, now that the step is done
+        (loss, stop), norm = stats.tolist(), norm.item()  # read from the device once, now that the step is done
+        if stop:
+            plumbing.stop_if_any_failed(log.error, ddp)
         if not_finite(step, loss, norm, args.skip_nonfinite, args.log_dir, log):  # stops, or logs a skipped step
             continue
         dt = time.perf_counter() - t0

@@ -5,7 +5,8 @@ $FAKE_URLS ({url: local path}) in slow chunks, as a real download would arrive, 
 downloads.txt in the working directory. $FAKE_PEAK_FLOPS, if set, is the GPU peak that MFU is measured against.
 $FAKE_CUDA, if set, makes the process see CUDA GPUs whose tensors live on the CPU (fake_cuda below): a number N
 for N GPUs per machine, shared by its processes (each process sees all N), or "own" for one GPU per process, its
-own (what SLURM's --gpus-per-task=1 gives). The tests launch it under torchrun, in place of the script:
+own (what SLURM's --gpus-per-task=1 gives). $FAKE_FULL_LOG_AFTER=N makes the disk full for log.txt after its
+first N lines. The tests launch it under torchrun, in place of the script:
 
     torchrun ... tests/fakes.py train_gpt2.py --data input.txt ...
 """
@@ -116,6 +117,20 @@ if __name__ == "__main__":
     if os.environ.get("FAKE_PEAK_FLOPS"):
         import plumbing
         plumbing.peak_flops = lambda device_type: float(os.environ["FAKE_PEAK_FLOPS"])
+    if os.environ.get("FAKE_FULL_LOG_AFTER"):  # a disk that is full after that many lines of log.txt
+        import builtins
+        import errno
+
+        import plumbing
+        appended = []
+
+        def open_(path, mode="r", *args, **kwargs):
+            if str(path).endswith("log.txt") and mode == "a":
+                appended.append(path)
+                if len(appended) > int(os.environ["FAKE_FULL_LOG_AFTER"]):
+                    raise OSError(errno.ENOSPC, "No space left on device")
+            return builtins.open(path, mode, *args, **kwargs)
+        plumbing.open = open_  # the name plumbing's code finds before the builtin
     if os.environ.get("FAKE_CUDA") == "own":
         fake_cuda(setattr, 1, uuids=[f"GPU-fake-{os.environ['LOCAL_RANK']}"])
     elif os.environ.get("FAKE_CUDA"):

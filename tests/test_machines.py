@@ -128,3 +128,62 @@ def test_damaged_hellaswag_data_on_one_machine_stops_every_process_with_its_mess
     for _, out in runs:
         assert out.count("hellaswag/hellaswag_val.jsonl, line 7: not valid JSON") == 1, out
         assert "[on node 1 (" in out
+
+
+def each_says_once(runs, message, where):
+    """Every machine's processes stopped (none left waiting), each machine printed `message` once, naming `where`,
+    and no process printed a traceback of its own (torchrun's own report of a failed worker is not one)."""
+    assert all(rc != 0 for rc, _ in runs)
+    for _, out in runs:
+        assert out.count(message) == 1, out[-3000:]
+        assert f"[on {where} (" in out, out[-3000:]
+        assert "]: Traceback" not in out, out[-3000:]  # a worker's traceback is printed as "[rankN]: Traceback"
+
+
+def test_a_damaged_or_different_checkpoint_on_one_machine_stops_every_process(two_machines):
+    # Every process loads the resume checkpoint from its own machine's disk. One that cannot read it used to stop
+    # alone while the others waited for it; one that read another run's file of that name went on from other
+    # optimizer and data states than rank 0's, silently.
+    argv = ["--data", "input.txt", *tiny(total_batch_size=128, max_steps=2)]
+    assert all(rc == 0 for rc, _ in launch(two_machines, argv))
+    (two_machines[1] / "log").mkdir()
+    rank0s = two_machines[0] / "log" / "model_00002.pt"
+    (two_machines[1] / "log" / "model_00002.pt").write_bytes(rank0s.read_bytes()[:50_000])  # cut short
+    resume = [*argv[:-2], "--max_steps", "4", "--resume", "auto"]
+    each_says_once(launch(two_machines, resume), "--resume: log/model_00002.pt: cannot be read as a checkpoint",
+                   "node 1")
+    other = two_machines[1] / "other"  # another run's checkpoint of that step, with the same flags
+    other.mkdir()
+    shutil.copy(two_machines[1] / "input.txt", other)
+    assert all(rc == 0 for rc, _ in launch([other], [*argv, "--seed", "7"]))
+    shutil.copy(other / "log" / "model_00002.pt", two_machines[1] / "log")
+    each_says_once(launch(two_machines, resume), "--resume log/model_00002.pt: not the file rank 0 resumes from",
+                   "node 1")
+
+
+def test_a_model_that_one_machine_cannot_load_stops_every_process(two_machines):
+    # --init_from a directory that only machine 0 has (an offline machine cannot download OpenAI's weights either).
+    from transformers import GPT2Config, GPT2LMHeadModel
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=32, n_positions=64)).save_pretrained(two_machines[0] / "hf")
+    argv = ["--data", "input.txt", "--init_from", "hf", *tiny(total_batch_size=128, max_steps=2)]
+    each_says_once(launch(two_machines, argv), "--init_from: unknown model 'hf'", "node 1")
+
+
+def test_shards_that_differ_between_machines_stop_every_process(two_machines):
+    # Each machine reads its own copy of the shards: machine 1's were cut at another size. The run would have read
+    # other tokens on each machine (or stopped on one alone, where a split was too short there).
+    import fineweb
+    for machine, shard_size in zip(two_machines, (20_000, 30_000)):
+        fineweb.main(["--dataset", str(machine / "input.txt"), "--out_dir", str(machine / "shards"), "--shard_size",
+                      str(shard_size), "--workers", "1"])
+    argv = ["--data", "shards", *tiny(total_batch_size=128, max_steps=2)]
+    each_says_once(launch(two_machines, argv), "--data shards: not the same files as on rank 0's machine", "node 1")
+
+
+def test_a_log_that_rank_0_cannot_write_stops_every_process(two_machines):
+    # Rank 0's disk fills up after 3 lines of log.txt; the other machine's process must not go on without it.
+    argv = ["--data", "input.txt", *tiny(total_batch_size=128, max_steps=4)]
+    runs = launch(two_machines, argv, env={"FAKE_FULL_LOG_AFTER": "3"})
+    each_says_once(runs, "could not add to log/log.txt ([Errno 28] No space left on device): the run stops here",
+                   "node 0")
+    assert (two_machines[0] / "log" / "log.txt").read_text().count("\n") == 3
