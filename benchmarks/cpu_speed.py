@@ -49,8 +49,9 @@ def commit_of(subject):
     raise SystemExit(f"no commit whose subject starts with {subject!r}")
 
 
-def tokens_per_second(workdir, data, steps, model, extra=(), device="cpu"):
-    """Median tok/s over the steps after the first three (compilation and warm-up happen there)."""
+def tokens_per_second(workdir, data, steps, model, extra=(), device="cpu", log_dir=None):
+    """Median tok/s over the steps after the first three (compilation and warm-up happen there). log_dir: where a
+    commit that writes log.txt and checkpoints writes them (default: its own log/)."""
     cmd = [sys.executable, "train_gpt2.py", "--device", device, "--data", data, *model, "--max_steps", str(steps),
            "--num_samples", "1", "--max_new_tokens", "1", *extra]
     with open(os.path.join(workdir, "train_gpt2.py")) as f:
@@ -58,6 +59,10 @@ def tokens_per_second(workdir, data, steps, model, extra=(), device="cpu"):
     # Flags that later steps added, whose defaults would change the run: pass them where they exist.
     if "--hellaswag" in source:  # no evaluation (and no download) to wait for
         cmd += ["--no-hellaswag"]
+    if "--val_steps" in source:  # one batch per validation: it is not what is measured
+        cmd += ["--val_steps", "1"]
+    if log_dir and "--log_dir" in source:
+        cmd += ["--log_dir", log_dir]
     if "--warmup_steps" in source:
         cmd += ["--warmup_steps", "1"]
     if "--total_batch_size" in source:

@@ -1,12 +1,11 @@
-"""The benchmark scripts: what they do where they cannot measure."""
+"""The benchmark scripts: what they do where they cannot measure, and the GPU table's rows run on the CPU."""
 import os
 import subprocess
 import sys
 
 import pytest
 import torch
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from helpers import ROOT
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
@@ -16,3 +15,27 @@ def test_the_gpu_benchmark_says_clearly_that_there_is_no_gpu():
     assert out.returncode == 1
     assert "torch sees none on this machine" in out.stderr and "benchmarks/cpu_speed.py" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_every_row_of_the_gpu_benchmark_runs_and_writes_nothing_into_the_checkout(shakespeare, tmp_path):
+    # The GPU table's rows, run on the CPU with a tiny model (gpu_speed.py's hidden --device cpu): each step's commit
+    # in a worktree, then the newest at its larger micro-batch. Its last row used to be refused after every other had
+    # run (tiny Shakespeare's val split was shorter than one batch of 64 x 1024), and wrote into the checkout's log/.
+    # The text here is short enough that its last tenth is shorter than one batch of the tiny newest row (8 x 64).
+    shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True)
+    if shallow.returncode != 0 or shallow.stdout.strip() == "true":
+        pytest.skip("the rows check out commits of the history, which this checkout does not have")
+    def worktrees():
+        return subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
+    before = sorted(os.listdir(ROOT)), worktrees()
+    with open(shakespeare) as f:
+        (tmp_path / "short.txt").write_text(f.read()[:12_000])  # about 3,000 tokens: a val tenth of about 300
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_speed.py"), "--device", "cpu",
+                          "--quick", "--data", str(tmp_path / "short.txt")], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == 9  # the 7 steps, the lecture's final script, the newest commit
+    assert all(float(row[2].replace(",", "")) > 0 for row in rows)
+    assert rows[-1][0] == "| newest commit, default settings" and rows[-1][1] == "8"  # twice the steps' micro-batch
+    assert (sorted(os.listdir(ROOT)), worktrees()) == before  # no log/, no worktree left behind
