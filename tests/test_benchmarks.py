@@ -39,3 +39,15 @@ def test_every_row_of_the_gpu_benchmark_runs_and_writes_nothing_into_the_checkou
     assert all(float(row[2].replace(",", "")) > 0 for row in rows)
     assert rows[-1][0] == "| newest commit, default settings" and rows[-1][1] == "8"  # twice the steps' micro-batch
     assert (sorted(os.listdir(ROOT)), worktrees()) == before  # no log/, no worktree left behind
+
+
+@pytest.mark.skipif(torch.cuda.is_available() or sys.platform == "win32", reason="needs a Unix machine without a GPU")
+def test_the_gpu_check_script_refuses_a_machine_without_a_gpu_smoke(tmp_path):
+    # A smoke test of benchmarks/gpu_check.sh: it runs, writes its output file, and fails where there is no GPU
+    # rather than passing on skipped tests.
+    out = subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "gpu_check.sh"), str(tmp_path / "check.txt")],
+                         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable),
+                         timeout=120)
+    assert out.returncode == 1
+    written = (tmp_path / "check.txt").read_text()
+    assert "torch sees none here: nothing was run" in written and "tests/test_gpu.py" not in written

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The GPU check, for the day a GPU is lent: tests/test_gpu.py (the real CUDA paths, about 3 minutes), then
+# benchmarks/gpu_speed.py --quick (each "make it fast" step's tok/s and MFU, one run of 8 steps per row), at most
+# 8 minutes in all. Both outputs go to one file; it exits non-zero if either part fails or runs out of time.
+#
+# Run it from a checkout with tiny Shakespeare as input.txt and the GPT-2 tokenizer files in $TIKTOKEN_CACHE_DIR
+# (or in tiktoken_cache/ beside input.txt): such a machine may have no network. It uses the machine's own torch and
+# installs nothing. The speed rows check out the history's commits: bring .git along, or only the newest row runs.
+#
+#     benchmarks/gpu_check.sh [OUTPUT]        # default: gpu_check.txt
+set -u
+cd "$(dirname "$0")/.."
+out="${1:-gpu_check.txt}"
+python="${PYTHON:-python3}"
+export TIKTOKEN_CACHE_DIR="${TIKTOKEN_CACHE_DIR:-$PWD/tiktoken_cache}" HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+exec > >(tee "$out") 2>&1
+
+echo "== $(date -u '+%Y-%m-%d %H:%M UTC'), $(nvidia-smi --query-gpu=name,memory.total,driver_version \
+    --format=csv,noheader 2>/dev/null || echo 'nvidia-smi: none')"
+"$python" -c "import torch; print('torch', torch.__version__, 'CUDA', torch.version.cuda, '|',
+              torch.cuda.get_device_name() if torch.cuda.is_available() else 'torch sees no GPU')"
+if ! "$python" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+    echo "this check is for a machine with a CUDA GPU, and torch sees none here: nothing was run"
+    exit 1
+fi
+echo "== tests/test_gpu.py"
+timeout 240 "$python" -m pytest -q -s -p no:cacheprovider tests/test_gpu.py
+tests=$?
+echo "== benchmarks/gpu_speed.py --quick"
+timeout 240 "$python" benchmarks/gpu_speed.py --quick
+speed=$?
+echo "== tests/test_gpu.py: exit status $tests; benchmarks/gpu_speed.py: exit status $speed (124: out of time)"
+[ "$tests" -eq 0 ] && [ "$speed" -eq 0 ]
