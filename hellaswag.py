@@ -312,16 +312,17 @@ def main(argv=None):
     parser.add_argument("--batch_size", type=whole_number(1), default=BATCH_SIZE,
                         help=f"examples per forward pass, 4 rows each; lower it if the device runs out of memory "
                              f"(default: {BATCH_SIZE})")
-    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16"),
-                        help="auto runs the model under bfloat16 autocast where that is fast (GPUs, CPUs with bf16 "
-                             "instructions), as train_gpt2.py does, and in float32 elsewhere. A near-tie may go the "
-                             "other way in bfloat16: the numbers above are float32's (default: auto)")
+    parser.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                        help="auto runs the model under autocast where that is fast, as train_gpt2.py does: bfloat16 "
+                             "on GPUs and CPUs that have it, float16 on older GPUs (T4, V100), float32 elsewhere. A "
+                             "near-tie may go the other way in 16 bits: the numbers above are float32's "
+                             "(default: auto)")
     args = parser.parse_args(argv)
     device, device_type = pick_device(args.device)
     autocast_dtype = pick_autocast_dtype(args.dtype, device_type)
 
-    print(f"HellaSwag {args.split}: {args.model} on {device} ({'float32' if autocast_dtype is None else 'bfloat16'})",
-          flush=True)
+    dtype = str(autocast_dtype or "float32").removeprefix("torch.")
+    print(f"HellaSwag {args.split}: {args.model} on {device} ({dtype})", flush=True)
     path = os.path.join(args.data_dir, f"hellaswag_{args.split}.jsonl")
     if problem := folder_problem("--data_dir", args.data_dir, write=not os.path.exists(path)):
         raise InputError(problem)

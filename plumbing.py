@@ -6,6 +6,7 @@ and precision; the model presets. A learner can skip this file: train_gpt2.py re
 imports nothing of the project, so every script can import it.
 """
 import argparse
+import collections
 import contextlib
 import datetime
 import functools
@@ -492,10 +493,16 @@ def check_total_batch(total_batch_size, B, T, world_size):
                          f"multiple of {per_micro_step:,}, or change --batch_size / --seq_len")
 
 
-def step_if_finite(optimizer, loss, norm):
+def step_if_finite(optimizer, loss, norm, scaler=None):
     """optimizer.step(), unless the loss or the gradient norm is NaN or inf: that would poison the weights for good.
     The fused AdamW kernel takes the check as a tensor (found_inf, as torch's GradScaler hands it over) and skips the
-    update on the device itself, so the CPU need not wait for the GPU here; other optimizers need the answer first."""
+    update on the device itself, so the CPU need not wait for the GPU here; other optimizers need the answer first.
+    Under float16 the gradient scaler steps: it skips a step whose gradients are not finite in the same way (a NaN
+    loss makes NaN gradients), then lowers its scale after such a step, or raises it after 2,000 good ones."""
+    if scaler is not None and scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+        return
     bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
     if optimizer.defaults.get("fused"):
         optimizer.found_inf = bad.float()
@@ -508,6 +515,13 @@ def nonfinite_message(step, what, log_dir):
     return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {log_dir}/ are all "
             "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
             "help), or pass --skip_nonfinite to skip such steps instead of stopping")
+
+
+def collapsed_scale_message(step, scale, log_dir):
+    return (f"step {step}: float16's loss scale fell to {scale:g}: the gradients overflow float16 at every step, so "
+            f"the run stops here. The checkpoints in {log_dir}/ are all from before it and untouched: continue from "
+            "the last one with --resume auto in --dtype bfloat16 (where the GPU has it) or float32, or with a lower "
+            "--max_lr; or pass --skip_nonfinite to skip such steps instead of stopping")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -531,10 +545,11 @@ def latest_checkpoint(log_dir):
     return os.path.join(log_dir, steps[max(steps)]) if steps else None
 
 
-def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None):
+def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None, scaler=None):
     """Write what it takes to use the model again (weights, shape), what says how it was made (step, val loss, the
     run's arguments) and, given the optimizer and the data loader, what it takes to continue the run exactly (their
-    state and the CPU's RNG state). Plain tensors, numbers and strings only, so it loads with weights_only=True. Written
+    state, float16's gradient scaler's and the CPU's RNG state). Plain tensors, numbers and strings only, so it loads
+    with weights_only=True. Written
     to a temporary name, synced to the disk and renamed: a crash or a power loss never leaves a file that looks
     whole and is not."""
     checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
@@ -546,6 +561,8 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
         # their own, seeded anew), and each GPU's state belongs to one process, which a resume on another layout of
         # GPUs would not have. Not asking for it also keeps a CPU run on a GPU machine from starting CUDA here.
         checkpoint["rng"] = {"cpu": torch.get_rng_state()}
+        if scaler is not None and scaler.is_enabled():
+            checkpoint["scaler"] = scaler.state_dict()
     try:
         write_atomically(path, lambda f: torch.save(checkpoint, f))
     except (OSError, RuntimeError) as e:  # a full disk, say (torch.save reports it as a RuntimeError after an OSError)
@@ -628,9 +645,17 @@ def check_resumable(path, checkpoint, flags, world_size):
                          f"{world_size}; resume on as many, or start a new run")
 
 
-def restore_run(checkpoint, optimizer, train_loader):
-    """Put the optimizer, the data loader and the CPU's RNG back where the checkpoint's run was; return its step.
-    (Checkpoints from before the CPU-only RNG state also hold every GPU's state of rank 0: not used, see above.)"""
+def restore_run(checkpoint, optimizer, train_loader, scaler):
+    """Put the optimizer, the data loader, float16's gradient scaler and the CPU's RNG back where the checkpoint's run
+    was; return its step. (Checkpoints from before the CPU-only RNG state also hold every GPU's state of rank 0: not
+    used, see above.)"""
+    if ("scaler" in checkpoint) != scaler.is_enabled():
+        was, now = ("in float16" if f16 else "in bfloat16 or float32" for f16 in ("scaler" in checkpoint,
+                                                                                    scaler.is_enabled()))
+        raise InputError(f"--resume: that run trained {was}, this one would train {now}; resume with that run's "
+                         "--dtype, or start a new run")
+    if scaler.is_enabled():
+        scaler.load_state_dict(checkpoint["scaler"])
     optimizer.load_state_dict(checkpoint["optimizer"])
     train_loader.load_state_dict(checkpoint["train_loader"])
     torch.set_rng_state(checkpoint["rng"]["cpu"])
@@ -643,10 +668,11 @@ class Log:
     before its checkpoint) and drops the rest, which the killed run wrote after its checkpoint. Only the process with
     write=True (the master) writes. A line it cannot write does not raise: that would stop the master alone while the
     other processes wait for it in their next collective. It is kept in `error`, and the training loop stops every
-    process with it (in its step's all-reduce, and at each evaluation)."""
+    process with it (in its step's all-reduce, and at each evaluation). counts: the lines of each kind so far."""
 
     def __init__(self, log_dir, resume_step=None, write=True, ddp=False):
         self.path, self.write_here, self.error = os.path.join(log_dir, "log.txt"), write, None
+        self.counts = collections.Counter()
         run_or_stop_all(ddp, self.start, resume_step, where=write)  # starting it: the same for every process
 
     def start(self, resume_step):
@@ -661,8 +687,9 @@ class Log:
                     if len(fields) != 3 or not fields[0].isdigit():
                         continue
                     step, kind = int(fields[0]), fields[1]
-                    if step < resume_step or (step == resume_step and kind != "train"):
+                    if step < resume_step or (step == resume_step and kind in ("val", "hella")):
                         kept.append(line if line.endswith("\n") else line + "\n")
+                        self.counts[kind] += 1
         try:
             write_atomically(self.path, lambda f: f.write("".join(kept).encode()))
         except OSError as e:
@@ -675,6 +702,7 @@ class Log:
             with open(self.path, "a") as f:
                 f.write(line + "\n")
                 f.flush()
+            self.counts[line.split()[1]] += 1
         except OSError as e:  # a line cut short is dropped by a resume, like any line after its checkpoint
             self.error = (f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
                           "before are intact: free some space and continue with --resume auto")
@@ -716,21 +744,40 @@ def gpu_of(local_rank, visible):
     return f"cuda:{local_rank}"
 
 
-def pick_autocast_dtype(requested, device_type):
-    """The dtype that matmuls run in under autocast, or None for plain float32."""
+DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}  # --dtype: autocast's dtype
+
+
+def autocast_choice(requested, device_type):
+    """The dtype that matmuls run in under autocast (None: plain float32), and why, for the run to say. auto: bf16
+    where the device has it natively, float16 (with a gradient scaler) on CUDA GPUs whose tensor cores do float16
+    only, float32 elsewhere."""
     if requested != "auto":
-        return {"float32": None, "bfloat16": torch.bfloat16}[requested]
+        return DTYPES[requested], "as asked"
     if device_type == "cuda":
-        # Native bf16 from compute capability 8.0 (A100) on. torch.cuda.is_bf16_supported() also says yes where bf16
-        # is emulated (V100, T4), slower than float32.
-        return torch.bfloat16 if torch.cuda.get_device_capability() >= (8, 0) else None
+        # Native bf16 from compute capability 8.0 (A100, RTX 30xx) on; torch.cuda.is_bf16_supported() also says yes
+        # where bf16 is emulated (V100, T4), slower than float32. Tensor cores from 7.0 on (V100, T4, RTX 20xx) do
+        # float16, 8x float32's rate on a T4 (65 against 8 TFLOP/s, its datasheet).
+        capability, name = torch.cuda.get_device_capability(), torch.cuda.get_device_name()
+        has = f"{name}, compute capability {capability[0]}.{capability[1]}"
+        if capability >= (8, 0):
+            return torch.bfloat16, f"auto: {has}, has bf16 tensor cores"
+        if capability >= (7, 0):
+            return torch.float16, f"auto: {has}, has float16 tensor cores and no bf16 ones"
+        return None, f"auto: {has}, has no tensor cores"
     if device_type == "cpu":
         # bf16 pays off only where the CPU has bf16 instructions (AVX512-BF16, AMX); elsewhere it is emulated and
         # slower than fp32 (BENCHMARKS.md).
         has_bf16 = getattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)()
         has_amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()
-        return torch.bfloat16 if has_bf16 or has_amx else None
-    return None  # mps: keep float32
+        if has_bf16 or has_amx:
+            return torch.bfloat16, f"auto: this CPU has {'AMX' if has_amx else 'AVX512-BF16'} instructions"
+        return None, "auto: this CPU has no bf16 instructions (AVX512-BF16, AMX), and emulated bf16 is slower"
+    return None, "auto: float32 on MPS"
+
+
+def pick_autocast_dtype(requested, device_type):
+    """The dtype that matmuls run in under autocast, or None for plain float32 (autocast_choice without the why)."""
+    return autocast_choice(requested, device_type)[0]
 
 
 def autocast(device_type, dtype):

@@ -423,9 +423,10 @@ def grad_accum_steps_for(total_batch_size, B, T, world_size):
     return total_batch_size // (B * T * world_size)
 
 
-def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_dtype):
-    """Leave in .grad the gradient of the mean loss over grad_accum_steps micro-batches, and return that mean loss
-    (detached). Lets a big batch (0.5M tokens for GPT-2) run as several small ones that fit in memory."""
+def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_dtype, scaler=None):
+    """Leave in .grad the gradient of the mean loss over grad_accum_steps micro-batches (times float16's loss scale,
+    with a scaler), and return that mean loss (detached). Lets a big batch (0.5M tokens for GPT-2) run as several
+    small ones that fit in memory."""
     loss_accum = torch.zeros((), device=device)
     for micro_step in range(grad_accum_steps):
         x, y = loader.next_batch()
@@ -442,7 +443,8 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
             # gradient of the mean over the whole batch, not of the sum of the micro-batch means.
             loss = loss / grad_accum_steps
             loss_accum += loss.detach()
-            loss.backward()
+            # float16: the loss is scaled up first, so that small gradients do not round to zero (see main)
+            (scaler.scale(loss) if scaler else loss).backward()
     return loss_accum
 
 
@@ -591,8 +593,10 @@ def parse_args(argv=None):
     # Speed
     parser.add_argument("--device", default="auto", type=plumbing.device_name,
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
-                        help="autocast dtype of the forward pass; auto: bfloat16 where the GPU or CPU has it natively")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
+                        help="autocast dtype of the forward pass (float16 with a gradient scaler); auto: bfloat16 "
+                             "where the GPU or CPU has it natively, float16 on GPUs with float16 tensor cores only "
+                             "(T4, V100, RTX 20xx), float32 elsewhere")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
     # Evaluation, sampling, checkpoints
@@ -702,13 +706,23 @@ def report(step, kind, label, value, log, ddp):
     plumbing.stop_if_any_failed(log.error, ddp)
 
 
-def not_finite(step, loss, norm, skip_nonfinite, log_dir, log):
-    """After a step that plumbing.step_if_finite skipped for a NaN or inf loss or norm (floats): stop the run, or (with
-    --skip_nonfinite) log the skipped step and return True. Every process sees the same (averaged) numbers."""
-    if math.isfinite(loss) and math.isfinite(norm):
-        return False
+def skipped(step, loss, norm, scale, skip_nonfinite, log_dir, log):
+    """Whether the step just taken was skipped (loss, norm and float16's loss scale, or None: floats read after it).
+    Under float16 a step whose gradients overflowed (a finite loss, an inf or NaN norm) was skipped by the scaler as
+    designed, which lowered its scale: logged, and the run goes on. A NaN or inf loss or norm otherwise, or a scale
+    fallen below 1, stops the run, or with --skip_nonfinite is logged as skipped. All processes see the same numbers."""
+    if math.isfinite(loss) and (scale is None or scale >= 1):
+        if math.isfinite(norm):
+            return False
+        if scale is not None:
+            print0(f"step {step:5d} | loss {loss:.6f} | the gradients overflowed float16: step skipped by the scaler, "
+                   f"loss scale now {scale:g} ({log.counts['overflow'] + 1} skipped in all)")
+            log.write(f"{step} overflow {scale:g}")
+            return True
     if not skip_nonfinite:
-        raise plumbing.RunError(plumbing.nonfinite_message(step, f"loss {loss}, gradient norm {norm}", log_dir))
+        raise plumbing.RunError(plumbing.collapsed_scale_message(step, scale, log_dir) if math.isfinite(loss) and
+                                math.isfinite(norm) else plumbing.nonfinite_message(step, f"loss {loss}, gradient norm "
+                                                                                    f"{norm}", log_dir))
     print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
     log.write(f"{step} skipped {loss}")
     return True
@@ -732,8 +746,13 @@ def main(argv=None):
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
     if device_type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32: fp32 matmuls on tensor cores, several times faster
-    amp_dtype = plumbing.pick_autocast_dtype(args.dtype, device_type)
-    print0(f"autocast dtype: {amp_dtype or 'none (float32)'}")
+    amp_dtype, why = plumbing.autocast_choice(args.dtype, device_type)
+    # float16's 5 exponent bits (the lecture's road not taken, 1:39:38): small gradients would round to zero, so the
+    # loss is scaled up before backward and the gradients back down before the step, and a step whose gradients
+    # overflow is skipped and the scale lowered. bf16 has float32's range and needs none: the scaler then does nothing.
+    scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype is torch.float16)
+    print0(f"autocast dtype: {str(amp_dtype or 'none (float32)').removeprefix('torch.')}"
+           f"{' with a gradient scaler' if scaler.is_enabled() else ''} ({why})")
     model, resume = load_run(args, world_size, ddp)
     model.to(device)
     enc = tiktoken.get_encoding("gpt2")
@@ -755,7 +774,7 @@ def main(argv=None):
     optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
     for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
         print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
-    start_step = plumbing.restore_run(resume, optimizer, train_loader) if resume else 0
+    start_step = plumbing.restore_run(resume, optimizer, train_loader, scaler) if resume else 0
     log = plumbing.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
     flops_per_step, peak = raw_model.flops_per_token(T) * args.total_batch_size, plumbing.peak_flops(device_type)
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
@@ -772,40 +791,47 @@ def main(argv=None):
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = plumbing.checkpoint_path(args.log_dir, step)
                 plumbing.run_or_stop_all(ddp, plumbing.save_checkpoint, path, raw_model, step, loss_val, args,
-                                         optimizer, train_loader, where=master_process)
+                                         optimizer, train_loader, scaler, where=master_process)
                 print0(f"step {step:5d} | saved {path}")
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,
                                           args.hellaswag_limit, args.hellaswag_batch_size)
             report(step, "hella", "HellaSwag acc_norm", acc_norm, log, ddp)
         if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
-            for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
-                print0(f"step {step:5d} | sample: {text!r}")  # uncompiled: the length changes at every token
+            with plumbing.autocast(device_type, amp_dtype):  # uncompiled: the length changes at every token
+                texts = sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed)
+            for text in texts:
+                print0(f"step {step:5d} | sample: {text!r}")
         if last_step:
             break
         t0 = time.perf_counter()
         optimizer.zero_grad()
-        loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype)
+        loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype, scaler)
         # The step's one all-reduce besides DDP's: the mean of the processes' losses (each saw its share of the batch),
         # and whether one must stop after this step (its log could not be written), so that all stop after the same.
         stats = all_reduce_mean(torch.stack((loss, torch.full_like(loss, log.error is not None))), ddp, world_size)
+        scaler.unscale_(optimizer)  # float16: the true gradients back, so that the norm clipped is their true norm
         # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        plumbing.step_if_finite(optimizer, stats[0], norm)  # a NaN or inf loss or norm must not reach the weights
+        plumbing.step_if_finite(optimizer, stats[0], norm, scaler)  # NaN or inf must not reach the weights
         plumbing.synchronize(device_type)
         (loss, stop), norm = stats.tolist(), norm.item()  # read from the device once, now that the step is done
+        scale = scaler.get_scale() if scaler.is_enabled() else None  # float16's loss scale after this step
         if stop:
             plumbing.stop_if_any_failed(log.error, ddp)
-        if not_finite(step, loss, norm, args.skip_nonfinite, args.log_dir, log):  # stops, or logs a skipped step
+        if skipped(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
             continue
         dt = time.perf_counter() - t0
         mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together
         print0(f"step {step:5d} | loss {loss:.6f} | lr {lr:.4e} | norm {norm:.4f} | "
-               f"dt {dt * 1000:.1f}ms | tok/s {args.total_batch_size / dt:,.0f}{mfu}")
+               f"{'' if scale is None else f'scale {scale:g} | '}dt {dt * 1000:.1f}ms | "
+               f"tok/s {args.total_batch_size / dt:,.0f}{mfu}")
         log.write(f"{step} train {loss:.6f}")
+        if scale is not None:
+            log.write(f"{step} scale {scale:g}")
 
 
 if __name__ == "__main__":

@@ -107,14 +107,25 @@ def test_cuda_n_without_torchrun_becomes_the_current_gpu(monkeypatch):
     assert calls == [("set_device", "cuda:1")]
 
 
-@pytest.mark.parametrize("capability, dtype", [((7, 0), None), ((7, 5), None), ((8, 0), torch.bfloat16),
-                                               ((9, 0), torch.bfloat16)])
-def test_dtype_auto_is_bf16_only_where_the_gpu_has_it_natively(monkeypatch, capability, dtype):
+@pytest.mark.parametrize("name, capability, dtype, why", [
+    ("Tesla P100-PCIE-16GB", (6, 0), None, "has no tensor cores"),
+    ("Tesla V100-SXM2-16GB", (7, 0), torch.float16, "has float16 tensor cores and no bf16 ones"),
+    ("Tesla T4", (7, 5), torch.float16, "has float16 tensor cores and no bf16 ones"),
+    ("NVIDIA GeForce RTX 2080 Ti", (7, 5), torch.float16, "has float16 tensor cores and no bf16 ones"),
+    ("NVIDIA A100-SXM4-80GB", (8, 0), torch.bfloat16, "has bf16 tensor cores"),
+    ("NVIDIA GeForce RTX 4090", (8, 9), torch.bfloat16, "has bf16 tensor cores"),
+    ("NVIDIA H100 80GB HBM3", (9, 0), torch.bfloat16, "has bf16 tensor cores")])
+def test_dtype_auto_is_bf16_where_the_gpu_has_it_natively_else_float16_on_tensor_cores(monkeypatch, name, capability,
+                                                                                      dtype, why):
     # V100 (7.0) and T4 (7.5) emulate bf16, and torch.cuda.is_bf16_supported() counts that: it says yes on both.
+    # Their tensor cores do float16, with a gradient scaler; a GPU without tensor cores keeps float32.
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert plumbing.pick_autocast_dtype("auto", "cuda") is dtype
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert plumbing.autocast_choice("auto", "cuda") == (dtype, f"auto: {name}, compute capability "
+                                                               f"{capability[0]}.{capability[1]}, {why}")
     assert plumbing.pick_autocast_dtype("bfloat16", "cuda") is torch.bfloat16  # asked for: given
+    assert plumbing.pick_autocast_dtype("float16", "cuda") is torch.float16
 
 
 @pytest.mark.parametrize("name, model", [

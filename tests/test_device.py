@@ -34,9 +34,22 @@ def test_autocast_dtype_choice():
     from plumbing import pick_autocast_dtype
     assert pick_autocast_dtype("float32", "cpu") is None
     assert pick_autocast_dtype("bfloat16", "cpu") is torch.bfloat16
+    assert pick_autocast_dtype("float16", "cpu") is torch.float16
     assert pick_autocast_dtype("auto", "mps") is None
     native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert pick_autocast_dtype("auto", "cpu") is (torch.bfloat16 if native_bf16 else None)
+
+
+@pytest.mark.parametrize("avx512_bf16, amx, dtype", [(True, False, torch.bfloat16), (False, True, torch.bfloat16),
+                                                     (False, False, None)])
+def test_dtype_auto_on_each_kind_of_cpu(monkeypatch, avx512_bf16, amx, dtype):
+    # bf16 where the CPU has bf16 instructions; float32 where bf16 would be emulated (slower); never float16 on a CPU.
+    from plumbing import autocast_choice
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
+    chosen, why = autocast_choice("auto", "cpu")
+    assert chosen is dtype
+    assert why.startswith("auto: this CPU has " + ("AMX" if amx else "AVX512-BF16" if avx512_bf16 else "no bf16"))
 
 
 def test_bf16_autocast_loss_is_close_to_float32():

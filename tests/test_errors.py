@@ -69,7 +69,7 @@ def test_data_that_is_a_binary_file(tmp_path):
     (["--seq_len", "2048"], "--seq_len 2048 is longer than the model's context --block_size 1024"),
     (["--n_embd", "100", "--n_head", "12"], "--n_embd 100 is not divisible by --n_head 12"),
     (["--max_steps", "10", "--warmup_steps", "20"], "lower --warmup_steps"),
-    (["--dtype", "float16"], "invalid choice"),
+    (["--dtype", "float64"], "invalid choice"),
 ])
 def test_flags_that_cannot_work(argv, message, capsys):
     with pytest.raises(SystemExit):

@@ -30,7 +30,7 @@ ROWS = (
     + [("train_gpt2.py", [flag, bad], flag) for flag, values in [
         ("--vocab_size", ["50000", "0"]), ("--seed", ["-1", "x", str(2**64)]),
         ("--max_lr", ["0", "-1e-3", "nan", "inf", "x"]), ("--min_lr", ["-1e-5", "nan", "x"]),
-        ("--weight_decay", ["-0.1", "inf"]), ("--device", ["tpu", "cuda:x"]), ("--dtype", ["float16"]),
+        ("--weight_decay", ["-0.1", "inf"]), ("--device", ["tpu", "cuda:x"]), ("--dtype", ["float64"]),
         ("--model", ["gpt5"])] for bad in values]
     + [("train_gpt2.py", argv, flag) for argv, flag in [
         (["--n_embd", "100", "--n_head", "12"], "--n_embd"), (["--seq_len", "2048"], "--seq_len"),
@@ -60,7 +60,7 @@ ROWS = (
         (["--out_dir", "{read_only}/shards"], "--out_dir"), (["--text_column", "body"], "--text_column")]]
     + [("hellaswag.py", ["-m", "{checkpoint}", "-d", "cpu", "--data_dir", "{hellaswag}", flag, bad], flag)
        for flag, values in [("--limit", ["0", "-1", "x"]), ("--batch_size", ["0", "x"]), ("--device", ["tpu"]),
-                            ("--dtype", ["float16"]), ("--split", ["test"])] for bad in values]
+                            ("--dtype", ["float64"]), ("--split", ["test"])] for bad in values]
     + [("hellaswag.py", ["-d", "cpu", *argv], flag) for argv, flag in [
         (["-m", "{checkpoint}", "--data_dir", "{file}"], "--data_dir"),
         (["-m", "{checkpoint}", "--data_dir", "{read_only}"], "--data_dir"),
