@@ -816,31 +816,47 @@ def synchronize(device_type):
         torch.mps.synchronize()
 
 
-# Dense bf16 tensor-core peaks in FLOP/s, from NVIDIA's datasheets (half their "with sparsity" figures), by model.
-# MFU is reported only for these: a wrong peak would make a wrong MFU look precise.
-PEAK_BF16_FLOPS = {"A100": 312e12, "H100 SXM": 989e12, "H100 PCIe": 756e12, "H100 NVL": 835e12, "H200 SXM": 989e12,
-                   "H200 NVL": 835e12}
+# Dense tensor-core peaks in TFLOP/s, (float16, bf16) with float32 accumulation (what PyTorch's matmuls do), from
+# NVIDIA's datasheets and architecture whitepapers, half their "with sparsity" figures; bf16 None where the GPU has
+# no bf16 tensor cores. MFU is reported only for these: a wrong peak would make a wrong MFU look precise.
+PEAK_TFLOPS = {
+    "A100": (312, 312), "H100 SXM": (989, 989), "H100 PCIe": (756, 756), "H100 NVL": (835, 835),  # their datasheets
+    "H200 SXM": (989, 989), "H200 NVL": (835, 835),
+    "T4": (65, None),  # T4 datasheet: "Mixed-Precision (FP16/FP32) 65 TFLOPS"
+    "V100 SXM2": (125, None), "V100 PCIe": (112, None), "V100S PCIe": (130, None),  # V100 datasheet, "Tensor"
+    "A10": (125, 125),  # A10 datasheet: BF16 tensor core 125 TF (250 with sparsity)
+    "A10G": (70, 70),  # NVIDIA's A10G datasheet (on AWS's site): 70 TF (140 with sparsity); not the A10's 125
+    "L4": (121, 121),  # L4 datasheet: 242 TF with sparsity, "one-half lower without"
+    "L40S": (362, 362),  # L40S datasheet: 362.05 TF (733 with sparsity)
+    "RTX A6000": (154.8, 154.8),  # GA102 whitepaper, appendix C: with FP32 accumulate 154.8 (309.7 sparse)
+    "RTX 3090": (71, 71),  # GA102 whitepaper, appendix A: FP16 with FP32 accumulate 71 (142 sparse)
+    "RTX 4090": (165.2, 165.2),  # Ada whitepaper, appendix A: FP16 with FP32 accumulate 165.2 (330.4 sparse)
+}
+# The whole name torch.cuda.get_device_name() gives -> PEAK_TFLOPS's key. The whole name must match: "NVIDIA RTX
+# A1000" is no A100, "NVIDIA A100" no A10, and a "Laptop GPU", "RTX 4090 D" or "RTX 3090 Ti" has peaks of its own.
+GPU_NAMES = [(r"NVIDIA A100([- ].*)?", "A100"), (r"NVIDIA (H100|H200)( \d+GB)? (NVL|PCIe)", r"\1 \3"),
+             (r"NVIDIA (H100|H200)( \d+GB HBM3e?)?", r"\1 SXM"), (r"Tesla T4", "T4"),
+             (r"Tesla V100-SXM2-(16|32)GB", "V100 SXM2"), (r"Tesla V100-PCIE-(16|32)GB", "V100 PCIe"),
+             (r"Tesla V100S-PCIE-32GB", "V100S PCIe"), (r"NVIDIA (A10|A10G|L4|L40S|RTX A6000)", r"\1"),
+             (r"(NVIDIA )?GeForce RTX (3090|4090)", r"RTX \2")]
 
 
 def gpu_model(name):
-    """The PEAK_BF16_FLOPS key of a name torch.cuda.get_device_name() gives ("NVIDIA H100 80GB HBM3" -> "H100 SXM"),
-    or None. The whole model name must match: "NVIDIA RTX A1000" is no A100."""
-    match = re.fullmatch(r"NVIDIA (A100|H100|H200)\b(.*)", name)
-    if match is None:
-        return None
-    model, variant = match.groups()
-    if model == "A100":  # SXM and PCIe alike
-        return model
-    form = "NVL" if "NVL" in variant else "PCIe" if "PCIE" in variant.upper() else "SXM"
-    return f"{model} {form}" if f"{model} {form}" in PEAK_BF16_FLOPS else None
+    """The PEAK_TFLOPS key of a name torch.cuda.get_device_name() gives ("NVIDIA H100 80GB HBM3" -> "H100 SXM",
+    "Tesla T4" -> "T4"), or None."""
+    for pattern, model in GPU_NAMES:
+        if match := re.fullmatch(pattern, name):
+            return match.expand(model)
+    return None
 
 
-def peak_flops(device_type):
-    """The bf16 peak of this process's GPU in FLOP/s, or None where it is not known."""
-    if device_type != "cuda":
+def peak_flops(device_type, dtype=torch.bfloat16):
+    """The dense tensor-core peak of this process's GPU in FLOP/s for a run under `dtype` autocast (float16's peak for
+    float16; bf16's otherwise, or float16's where the GPU has no bf16), or None where it is not known."""
+    if device_type != "cuda" or (model := gpu_model(torch.cuda.get_device_name())) is None:
         return None
-    model = gpu_model(torch.cuda.get_device_name())
-    return PEAK_BF16_FLOPS[model] if model else None
+    float16, bf16 = PEAK_TFLOPS[model]
+    return 1e12 * (bf16 if dtype is not torch.float16 and bf16 else float16)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -776,7 +776,8 @@ def main(argv=None):
         print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
     start_step = plumbing.restore_run(resume, optimizer, train_loader, scaler) if resume else 0
     log = plumbing.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
-    flops_per_step, peak = raw_model.flops_per_token(T) * args.total_batch_size, plumbing.peak_flops(device_type)
+    flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
+    peak = plumbing.peak_flops(device_type, amp_dtype)  # the tensor cores' peak for the dtype the run computes in
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
     for step in range(start_step, args.max_steps + 1):
         last_step = step == args.max_steps

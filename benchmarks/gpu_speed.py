@@ -5,7 +5,7 @@ same way, in one sitting. Each step is B = 16 x T = 1024 tokens, the lecture's P
 took 1000, 333, 300, 130, 96, 93 and 90 ms), on tiny Shakespeare. A last row runs the newest commit with its
 default micro-batch, B = 64, on shards made from the same text (its loader needs a val split of at least one
 batch). Everything a run writes goes to a temporary folder. MFU is against the GPU's dense bf16 peak
-(plumbing.PEAK_BF16_FLOPS), float32 rows too.
+(plumbing.PEAK_TFLOPS), float32 rows too.
 
     python benchmarks/gpu_speed.py            # about 10 minutes; prints a markdown table for BENCHMARKS.md
     python benchmarks/gpu_speed.py --quick    # one run of 8 steps per row: the table in a few minutes

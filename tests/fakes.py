@@ -116,7 +116,7 @@ if __name__ == "__main__":
     urllib.request.urlopen = urlopen
     if os.environ.get("FAKE_PEAK_FLOPS"):
         import plumbing
-        plumbing.peak_flops = lambda device_type: float(os.environ["FAKE_PEAK_FLOPS"])
+        plumbing.peak_flops = lambda device_type, dtype=None: float(os.environ["FAKE_PEAK_FLOPS"])
     if os.environ.get("FAKE_FULL_LOG_AFTER"):  # a disk that is full after that many lines of log.txt
         import builtins
         import errno

@@ -131,17 +131,28 @@ def test_dtype_auto_is_bf16_where_the_gpu_has_it_natively_else_float16_on_tensor
 @pytest.mark.parametrize("name, model", [
     ("NVIDIA A100-SXM4-80GB", "A100"), ("NVIDIA A100-PCIE-40GB", "A100"), ("NVIDIA A100 80GB PCIe", "A100"),
     ("NVIDIA H100 80GB HBM3", "H100 SXM"), ("NVIDIA H100 PCIe", "H100 PCIe"), ("NVIDIA H100 NVL", "H100 NVL"),
-    ("NVIDIA H200", "H200 SXM"), ("NVIDIA H200 NVL", "H200 NVL"),
-    ("NVIDIA RTX A1000", None), ("NVIDIA RTX A1000 6GB Laptop GPU", None), ("NVIDIA A10", None),
-    ("NVIDIA GeForce RTX 4090", None), ("Tesla V100-SXM2-16GB", None), ("NVIDIA H100X", None)])
+    ("NVIDIA H200", "H200 SXM"), ("NVIDIA H200 NVL", "H200 NVL"), ("Tesla T4", "T4"),
+    ("Tesla V100-SXM2-16GB", "V100 SXM2"), ("Tesla V100-SXM2-32GB", "V100 SXM2"), ("Tesla V100-PCIE-32GB", "V100 PCIe"),
+    ("Tesla V100S-PCIE-32GB", "V100S PCIe"), ("NVIDIA A10", "A10"), ("NVIDIA A10G", "A10G"), ("NVIDIA L4", "L4"),
+    ("NVIDIA L40S", "L40S"), ("NVIDIA RTX A6000", "RTX A6000"), ("NVIDIA GeForce RTX 3090", "RTX 3090"),
+    ("GeForce RTX 3090", "RTX 3090"), ("NVIDIA GeForce RTX 4090", "RTX 4090"),
+    # Other GPUs whose names begin or end alike, with other peaks: none of the table's.
+    ("NVIDIA RTX A1000", None), ("NVIDIA RTX A1000 6GB Laptop GPU", None), ("NVIDIA H100X", None), ("NVIDIA L40", None),
+    ("NVIDIA GeForce RTX 4090 Laptop GPU", None), ("NVIDIA GeForce RTX 4090 D", None),
+    ("NVIDIA GeForce RTX 3090 Ti", None), ("Quadro RTX 6000", None), ("NVIDIA RTX 6000 Ada Generation", None)])
 def test_a_gpus_peak_is_looked_up_by_its_whole_model_name(name, model):
     assert plumbing.gpu_model(name) == model
+    assert model is None or model in plumbing.PEAK_TFLOPS
 
 
-def test_peak_flops_of_the_current_gpu(monkeypatch):
-    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 PCIe")
-    assert plumbing.peak_flops("cuda") == 756e12
-    assert plumbing.peak_flops("cpu") is None
+@pytest.mark.parametrize("name, dtype, peak", [
+    ("NVIDIA H100 PCIe", torch.bfloat16, 756e12), ("NVIDIA H100 PCIe", torch.float16, 756e12),
+    ("Tesla T4", torch.float16, 65e12), ("Tesla T4", None, 65e12),  # no bf16 tensor cores: float16's
+    ("NVIDIA A10G", torch.float16, 70e12), ("NVIDIA GeForce RTX 4090", torch.bfloat16, 165.2e12)])
+def test_peak_flops_of_the_current_gpu_for_the_runs_dtype(monkeypatch, name, dtype, peak):
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    assert plumbing.peak_flops("cuda", dtype) == pytest.approx(peak)
+    assert plumbing.peak_flops("cpu", dtype) is None
 
 
 def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one_process_torchrun, shakespeare,
