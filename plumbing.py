@@ -800,6 +800,53 @@ def full_float32():
         torch.set_float32_matmul_precision(precision)
 
 
+def micro_batch_fits(model, B, T, device, amp_dtype, reserve_bytes):
+    """Whether one forward and backward of B rows of T tokens runs on the GPU with reserve_bytes more set aside (the
+    optimizer's state, made at the first step). Not a training step: random tokens from a generator of its own, no
+    gradient all-reduce, the gradients dropped, so the weights, the optimizer, the data and the RNG are as they were."""
+    reserve = tokens = loss = None
+    try:
+        reserve = torch.empty(reserve_bytes, dtype=torch.uint8, device=device)
+        generator = torch.Generator(device=device).manual_seed(0)
+        tokens = torch.randint(50257, (B, T + 1), generator=generator, device=device)
+        with model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext(), autocast("cuda", amp_dtype):
+            loss = model(tokens[:, :-1], tokens[:, 1:])[1]
+        loss.backward()
+        return True
+    except torch.cuda.OutOfMemoryError:
+        return False
+    finally:
+        del reserve, tokens, loss
+        for p in model.parameters():
+            p.grad = None
+        torch.cuda.empty_cache()
+
+
+def micro_batch_that_fits(model, B, T, device, amp_dtype, reserve_bytes, ddp, given):
+    """The micro-batch to train with on a GPU: B if one forward and backward of it fits (micro_batch_fits), else the
+    largest of B/2, B/4, ... that does, on every process (they agree on the smallest); the run says so. A B the
+    command line gave is used as given, or refused if it does not fit. Every process must call it."""
+    memory = f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GB"
+    tried = B
+    while True:
+        fits = torch.tensor(int(micro_batch_fits(model, B, T, device, amp_dtype, reserve_bytes)))
+        if ddp:  # a CPU tensor: gloo carries it, whatever has filled the GPU
+            dist.all_reduce(fits, op=dist.ReduceOp.MIN)
+        if fits.item():
+            break
+        if given:
+            raise InputError(f"--batch_size {B} does not fit in the GPU's {memory}: one forward and backward of {B} x "
+                             f"{T} tokens ran out of memory. Lower --batch_size, or leave it out and the run takes the "
+                             "largest that fits")
+        if B == 1:
+            raise InputError(f"not even one row of {T} tokens fits in the GPU's {memory}: lower --seq_len, or train a "
+                             "smaller --model")
+        B //= 2
+    if B < tried and os.environ.get("RANK", "0") == "0":
+        print(f"micro-batch {B} rows ({tried} did not fit in the GPU's {memory})", flush=True)
+    return B
+
+
 def use_compile(requested, device_type):
     """--compile / --no-compile, or by default on where it is measured to help (BENCHMARKS.md): CUDA, and CPUs but on
     Windows, which lacks the C++ toolchain that compiling for the CPU needs as often as not. MPS support is young."""

@@ -572,7 +572,9 @@ def parse_args(argv=None):
     parser.add_argument("--vocab_size", type=plumbing.whole_number(GPT2_VOCAB_SIZE), default=50304,
                         help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
                              "matmul kernels handle faster (default: %(default)s)")
-    parser.add_argument("--batch_size", type=positive, help="B: rows per micro-step and process (default: %(default)s)")
+    parser.add_argument("--batch_size", type=positive,
+                        help="B: rows per micro-step and process (default: %(default)s, halved on a GPU until a step "
+                             "fits its memory)")
     parser.add_argument("--seq_len", type=positive, help="T: tokens per row (default: %(default)s)")
     parser.add_argument("--total_batch_size", type=positive,
                         help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s; "
@@ -629,7 +631,8 @@ def parse_args(argv=None):
     parser.add_argument("--num_samples", type=positive, default=4, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=count, default=32, help="length of each continuation, in tokens")
     parser.set_defaults(**preset)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv, argparse.Namespace(batch_size=None))  # None: left out, so the run may lower it
+    args.batch_size_left_out, args.batch_size = args.batch_size is None, args.batch_size or preset["batch_size"]
     for name, value in plumbing.derived_flags(args.total_batch_size, args.max_lr).items():
         if getattr(args, name) is None:  # left out: follows the total batch, or max_lr
             setattr(args, name, value)
@@ -659,6 +662,8 @@ def load_run(args, world_size, ddp):
     if path is not None:
         model, checkpoint = plumbing.run_or_stop_all(ddp, plumbing.load_named_by, "--resume", GPT.from_checkpoint, path)
         plumbing.check_same_checkpoint(path, checkpoint["step"], ddp)
+        if args.batch_size_left_out:  # that run's, which it found to fit
+            args.batch_size = checkpoint["args"]["batch_size"]
         same = {name: getattr(args, name) for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle")}
         plumbing.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches
         print0(f"resuming from {path} at step {checkpoint['step']}")
@@ -739,10 +744,8 @@ def main(argv=None):
     if args.max_steps > 0:  # before any work: a wrong path costs seconds
         prepare_files(args.data, args.log_dir if master_process else None,
                       args.hellaswag_dir if args.hellaswag else None, local_rank, ddp)
-    B, T = args.batch_size, args.seq_len
-    grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)  # checked before any work
-    print0(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T} "
-           f"on each of {world_size} process(es)")
+    T = args.seq_len
+    grad_accum_steps_for(args.total_batch_size, args.batch_size, T, world_size)  # checked before any work
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
     if device_type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32: fp32 matmuls on tensor cores, several times faster
@@ -767,6 +770,16 @@ def main(argv=None):
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
         # gradient_as_bucket_view: each .grad is a view into DDP's all-reduce buckets, not a second copy beside them
         model = DDP(model, device_ids=[device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
+    B = args.batch_size
+    if device_type == "cuda":  # one forward and backward of the micro-batch must fit the GPU: tried, halved if not
+        adamw_bytes = 8 * sum(p.numel() for p in raw_model.parameters())  # its two moments, made at the first step
+        B = plumbing.micro_batch_that_fits(model, B, T, device, amp_dtype, adamw_bytes, ddp,
+                                           given=not args.batch_size_left_out or resume is not None)
+    val_steps = args.val_steps * args.batch_size // B  # a smaller micro-batch: more val batches, the same tokens
+    args.batch_size = B  # saved in checkpoints
+    grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)
+    print0(f"total batch {args.total_batch_size:,} tokens = {grad_accum_steps} micro-steps of {B} x {T} "
+           f"on each of {world_size} process(es)")
     train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
                                   shuffle=args.shuffle, seed=args.seed, vocab_size=raw_model.config.vocab_size)
     # Every process reads the val split whole, as one process would; val_loss shares the batches out.
@@ -784,8 +797,7 @@ def main(argv=None):
         fresh = resume is None or step > start_step  # else the run that saved the checkpoint evaluated this step
         checkpoint_due = fresh and step > 0 and (step % args.checkpoint_interval == 0 or last_step)
         if fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due:
-            loss_val = val_loss(eval_model, val_loader, args.val_steps, device, device_type, amp_dtype, rank,
-                                world_size)
+            loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
                 raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args.log_dir))
             report(step, "val", "val loss", loss_val, log, ddp)

@@ -5,8 +5,9 @@ $FAKE_URLS ({url: local path}) in slow chunks, as a real download would arrive, 
 downloads.txt in the working directory. $FAKE_PEAK_FLOPS, if set, is the GPU peak that MFU is measured against.
 $FAKE_CUDA, if set, makes the process see CUDA GPUs whose tensors live on the CPU (fake_cuda below): a number N
 for N GPUs per machine, shared by its processes (each process sees all N), or "own" for one GPU per process, its
-own (what SLURM's --gpus-per-task=1 gives). $FAKE_FULL_LOG_AFTER=N makes the disk full for log.txt after its
-first N lines. The tests launch it under torchrun, in place of the script:
+own (what SLURM's --gpus-per-task=1 gives), and $FAKE_GPU_ROWS the most rows a forward pass fits in the GPU's
+memory ("16", or one number per local rank: "32,16"). $FAKE_FULL_LOG_AFTER=N makes the disk full for log.txt after
+its first N lines. The tests launch it under torchrun, in place of the script:
 
     torchrun ... tests/fakes.py train_gpt2.py --data input.txt ...
 """
@@ -56,14 +57,17 @@ def refuse(*args, **kwargs):
     raise AssertionError("a real GPU would be needed here")
 
 
-def fake_cuda(setattr, gpus, uuids=None, name="NVIDIA H100 80GB HBM3", capability=(9, 0), memory=80 * 2**30):
+def fake_cuda(setattr, gpus, uuids=None, name="NVIDIA H100 80GB HBM3", capability=(9, 0), memory=80 * 2**30,
+              rows_that_fit=None):
     """Make this process see `gpus` CUDA GPUs (of that name, compute capability, memory and uuids) whose tensors live
     on the CPU: GPU i is the device "cpu:i", a CPU device that keeps the index. It patches, with setattr (the
     builtin, or a pytest monkeypatch's), what the project's code asks: plumbing's device choice, torch.cuda's device
     count, current device and properties, synchronize, pinning, the process group's backend and DDP. It never patches
     what torch asks itself (torch.cuda.is_available), so torch's own code still sees the machine as it is. The
     process group gets gloo where NCCL is asked for, and DDP checks its device_ids as CUDA would: a GPU index this
-    process does not see fails. Returns the list of calls made, in order."""
+    process does not see fails. rows_that_fit: attention over more rows than that runs out of the GPU's memory
+    (torch.cuda.OutOfMemoryError), as a batch too large for the GPU would. Returns the list of calls made, in
+    order."""
     import torch
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
@@ -109,6 +113,15 @@ def fake_cuda(setattr, gpus, uuids=None, name="NVIDIA H100 80GB HBM3", capabilit
         setattr(torch.cuda, rng, refuse)
     setattr(dist, "init_process_group", init_process_group)
     setattr(torch.nn.parallel, "DistributedDataParallel", DDP)
+    if rows_that_fit is not None:
+        attention = torch.nn.functional.scaled_dot_product_attention
+
+        def attention_that_runs_out_of_memory(q, *args, **kwargs):
+            if q.size(0) > rows_that_fit:
+                calls.append(("out of memory", q.size(0)))
+                raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (fake: more than {rows_that_fit} rows)")
+            return attention(q, *args, **kwargs)
+        setattr(torch.nn.functional, "scaled_dot_product_attention", attention_that_runs_out_of_memory)
     return calls
 
 
@@ -131,9 +144,11 @@ if __name__ == "__main__":
                     raise OSError(errno.ENOSPC, "No space left on device")
             return builtins.open(path, mode, *args, **kwargs)
         plumbing.open = open_  # the name plumbing's code finds before the builtin
+    rows = os.environ.get("FAKE_GPU_ROWS")  # "16", or one number per local rank: "32,16"
+    rows = int(rows.split(",")[int(os.environ["LOCAL_RANK"]) % len(rows.split(","))]) if rows else None
     if os.environ.get("FAKE_CUDA") == "own":
-        fake_cuda(setattr, 1, uuids=[f"GPU-fake-{os.environ['LOCAL_RANK']}"])
+        fake_cuda(setattr, 1, uuids=[f"GPU-fake-{os.environ['LOCAL_RANK']}"], rows_that_fit=rows)
     elif os.environ.get("FAKE_CUDA"):
-        fake_cuda(setattr, int(os.environ["FAKE_CUDA"]))
+        fake_cuda(setattr, int(os.environ["FAKE_CUDA"]), rows_that_fit=rows)
     sys.argv = sys.argv[1:]
     runpy.run_path(sys.argv[0], run_name="__main__")

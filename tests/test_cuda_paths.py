@@ -213,3 +213,44 @@ def test_two_processes_on_one_gpu_are_refused_with_how_many_the_machine_can_run(
     assert "]: Traceback" not in out and not (tmp_path / "log").exists()  # no worker's traceback (torchrun's own: yes)
     rc, out = torchrun(tmp_path / "two", shakespeare, 2, fake_cuda="2")  # a GPU each: fine
     assert rc == 0, out[-3000:]
+
+
+def test_a_micro_batch_left_out_is_halved_until_a_step_fits_the_gpu(shakespeare, tmp_path, monkeypatch, capsys):
+    # A 15 GB GPU where more than 16 rows run out of memory: the preset's 64 is tried, then 32, then 16, and the run
+    # keeps its total batch with 4 micro-steps of 16 (and 4 val batches of 16 for its 1 of 64). It trains and logs
+    # exactly what a run given --batch_size 16 (and --val_steps 4) does.
+    calls = fakes.fake_cuda(monkeypatch.setattr, 1, memory=15 * 2**30, rows_that_fit=16)
+    monkeypatch.setattr(train_gpt2, "DDP", torch.nn.parallel.DistributedDataParallel)
+    flags = [*tiny_flags(device="cuda", batch_size=None, total_batch_size=64 * 32), "--data", shakespeare]
+    train_gpt2.main([*flags, "--log_dir", str(tmp_path / "auto")])
+    out = capsys.readouterr().out
+    assert "micro-batch 16 rows (64 did not fit in the GPU's 15 GB)" in out
+    assert "total batch 2,048 tokens = 4 micro-steps of 16 x 32 on each of 1 process(es)" in out
+    assert [call for call in calls if call[0] == "out of memory"] == [("out of memory", 64), ("out of memory", 32)]
+    train_gpt2.main([*flags, "--log_dir", str(tmp_path / "given"), "--batch_size", "16", "--val_steps", "4"])
+    assert read(tmp_path / "auto" / "log.txt") == read(tmp_path / "given" / "log.txt")
+    # A --batch_size given on the command line is used as given: it does not fit, and the run says how to go on.
+    with pytest.raises(SystemExit, match=r"--batch_size 32 does not fit in the GPU's 15 GB: one forward and backward "
+                                         r"of 32 x 32 tokens ran out of memory\. Lower --batch_size, or leave it out"):
+        train_gpt2.main([*flags, "--log_dir", str(tmp_path / "too_big"), "--batch_size", "32"])
+
+
+def test_two_processes_agree_on_the_smaller_micro_batch_that_fits(shakespeare, tmp_path):
+    # Local rank 0's GPU fits 32 rows, local rank 1's 16: both take 16, and the run logs what two CPU processes
+    # given --batch_size 16 (and --val_steps 4) log.
+    flags = tiny_flags(device="cuda", batch_size=None, total_batch_size=64 * 32 * 2)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, FAKE_CUDA="own", FAKE_GPU_ROWS="32,16")
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"), "--data",
+                          shakespeare, "--log_dir", str(tmp_path / "auto"), *flags],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.count("micro-batch 16 rows (64 did not fit in the GPU's 80 GB)") == 1
+    assert "4 micro-steps of 16 x 32 on each of 2 process(es)" in out.stdout
+    cpu = tiny_flags(total_batch_size=64 * 32 * 2, batch_size=16, val_steps=4)
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                          os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir",
+                          str(tmp_path / "cpu"), *cpu], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert read(tmp_path / "auto" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
