@@ -59,6 +59,36 @@ def run_notebook(env):
     return nb
 
 
+def kill_tree(pid):
+    """Kill process `pid` and every process it started, and theirs. torchrun starts each worker in a session of its
+    own, so killing the launcher's process group leaves the workers running; their parent links, read from /proc
+    before anything is killed, find them. (Where there is no /proc, the process group is all that is killed.)"""
+    import signal
+    children = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                parent = int(f.read().rsplit(")", 1)[1].split()[1])  # the field after the command's name
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        tree.append(todo.pop())
+        todo += children.get(tree[-1], [])
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
 def free_port():
     """A TCP port on this machine that nothing listens on now, below the range the kernel hands out to outgoing
     connections (32768 and up on Linux). A port from that range can be given to a client's own end of a connection

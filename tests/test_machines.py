@@ -7,9 +7,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import time
 
 import pytest
-from helpers import ROOT, free_port, tiny_flags, write_hellaswag
+from helpers import ROOT, free_port, kill_tree, tiny_flags, write_hellaswag
 
 import hellaswag
 import plumbing
@@ -25,22 +27,37 @@ def tiny(**overrides):
 
 def launch(machines, argv, nproc=1, env=None, timeout=240):
     """Run train_gpt2.py (through tests/fakes.py) as one torchrun node per directory in `machines`; return each
-    node's (returncode, stdout + stderr). A run that does not end within `timeout` seconds hung: it fails the test."""
+    node's (returncode, stdout + stderr). A run that does not end within `timeout` seconds hung: it fails the test,
+    with what each node printed, and every process of it is killed. (Each node prints into a file, not a pipe: a
+    node blocked on a full pipe that nobody reads would hang the others waiting for it.)"""
     port = free_port()
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **(env or {}))
+    outputs = [tempfile.TemporaryFile("w+") for _ in machines]
     procs = [subprocess.Popen([sys.executable, "-m", "torch.distributed.run", f"--nnodes={len(machines)}",
                                f"--node_rank={node}", f"--nproc_per_node={nproc}", "--master_addr=127.0.0.1",
                                f"--master_port={port}", FAKES, os.path.join(ROOT, "train_gpt2.py"), *argv],
-                              cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              start_new_session=True)
-             for node, cwd in enumerate(machines)]
+                              cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
+             for node, (cwd, output) in enumerate(zip(machines, outputs))]
+    deadline = time.monotonic() + timeout
     try:
-        outs = [p.communicate(timeout=timeout)[0] for p in procs]
-    except subprocess.TimeoutExpired:
         for p in procs:
-            os.killpg(p.pid, signal.SIGKILL)
-        pytest.fail(f"the processes were still running after {timeout} s: they hung")
-    return [(p.returncode, out) for p, out in zip(procs, outs)]
+            p.wait(timeout=max(deadline - time.monotonic(), 0))
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        for p in procs:  # each node's torchrun agent and its workers
+            if p.poll() is None:
+                kill_tree(p.pid)
+                p.wait()
+    printed = []
+    for output in outputs:
+        output.seek(0)
+        printed.append(output.read())
+        output.close()
+    if any(p.returncode == -signal.SIGKILL for p in procs):
+        pytest.fail(f"the processes were still running after {timeout} s: they hung. What each node printed:\n" +
+                    "\n".join(f"--- node {node}\n{out[-3000:]}" for node, out in enumerate(printed)))
+    return [(p.returncode, out) for p, out in zip(procs, printed)]
 
 
 @pytest.fixture
