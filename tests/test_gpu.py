@@ -1,7 +1,8 @@
 """The CUDA paths on a real GPU, where no fake stands in: compiled bf16 training of the 124M model with flash attention
-and fused AdamW, a one-process NCCL run under torchrun with save and resume, KV-cache sampling, packed HellaSwag, and
-the presets' memory against plumbing.training_memory's estimate. Skipped where torch sees no GPU (CI never has one);
-benchmarks/gpu_check.sh runs it on a lent GPU, about 3 minutes on an H100-class one.
+and fused AdamW, a one-process NCCL run under torchrun with save and resume, float16 with its gradient scaler,
+KV-cache sampling, packed HellaSwag, and the presets' memory against plumbing.training_memory's estimate. Skipped
+where torch sees no GPU (CI never has one); benchmarks/gpu_check.sh runs it on a lent GPU, about 3 minutes on an
+H100-class one.
 
 TEST_GPU_ON_CPU=1 runs it on the CPU instead, with small shapes and without the checks only a GPU can make: a check
 of this file itself before a GPU is lent, not a test of anything CUDA does.
@@ -24,6 +25,8 @@ DEVICE = "cuda" if ON_GPU else "cpu"
 # The 124M shape on the GPU; a small one for the CPU check of this file.
 SHAPE = dict(vocab_size=50304) if ON_GPU else dict(vocab_size=50304, n_layer=2, n_head=2, n_embd=64, block_size=256)
 T = 1024 if ON_GPU else 64
+# A small run, for the command-line tests: a few seconds on a GPU, and on the CPU (where float16 is emulated).
+SMALL = dict(n_layer=2, n_head=4, n_embd=128, batch_size=8, seq_len=256, total_batch_size=2048) if ON_GPU else {}
 
 
 def test_compiled_bf16_training_of_gpt2_124m_learns_with_flash_attention_fused_adamw_and_no_recompiling(
@@ -72,8 +75,7 @@ def test_a_one_process_nccl_run_saves_and_resumes_to_the_straight_runs_losses(sh
     # torchrun's environment makes the run set up NCCL (and gloo for its checks' messages) and wrap the model in DDP
     # with the process's GPU; bf16 where the GPU has it (--dtype auto). Resumed from its step-3 checkpoint, it must
     # give the straight run's losses, to rounding: on a GPU, attention's backward adds in an order that varies.
-    flags = tiny_flags(device=DEVICE, n_layer=2, n_head=4, n_embd=128, batch_size=8, seq_len=256,
-                       total_batch_size=2048, max_steps=6, warmup_steps=2, max_lr=1e-3, eval_interval=3, val_steps=2,
+    flags = tiny_flags(device=DEVICE, **SMALL, max_steps=6, warmup_steps=2, max_lr=1e-3, eval_interval=3, val_steps=2,
                        checkpoint_interval=3, sample_interval=100, dtype=None)
     rc, out = train(tmp_path / "straight", shakespeare, flags)
     assert rc == 0, out[-3000:]
@@ -88,6 +90,17 @@ def test_a_one_process_nccl_run_saves_and_resumes_to_the_straight_runs_losses(sh
     a, b = train_losses(tmp_path / "straight"), train_losses(resumed)
     assert sorted(a) == sorted(b) == list(range(6))
     assert all(abs(a[step] - b[step]) <= 1e-3 for step in range(3, 6)), (a, b)
+
+
+def test_a_float16_run_with_its_gradient_scaler_learns(shakespeare, tmp_path):
+    # --dtype float16, what a T4 or V100 gets: the scaler scales the loss, unscales before clipping, steps and updates.
+    flags = tiny_flags(device=DEVICE, **SMALL, max_steps=30, warmup_steps=5, max_lr=3e-3, eval_interval=30,
+                       dtype="float16")
+    rc, out = train(tmp_path, shakespeare, flags, torchrun=False)
+    assert rc == 0, out[-3000:]
+    assert "autocast dtype: float16 with a gradient scaler (as asked)" in out and "| scale " in out
+    losses = train_losses(tmp_path)
+    assert losses[29] < losses[0] - 1.0, losses
 
 
 def test_kv_cache_sampling_gives_the_tokens_of_uncached_greedy_sampling():
