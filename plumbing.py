@@ -16,6 +16,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -48,11 +49,23 @@ class InputError(RunError, ValueError):
     ValueError too."""
 
 
+class Stopped(Exception):
+    """A run stopped on request (Ctrl-C, SIGTERM) after saying so and keeping its work: its command line exits with
+    the signal's conventional status, 128 + its number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum):
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.status = 128 + signum
+
+
+_undo_at_exit = []  # what command_line undoes however main() ends: the signal handlers set
+
+
 def command_line(main):
-    """Wrap a script's main() so that a RunError ends the program with its message and exit status 1 (the one place
-    where a script's work is stopped with an exit), and so that however main() ends, at its last step or on an error,
-    it leaves no process group behind: this is the lecture's destroy_process_group() at the end of a DDP run (NCCL
-    warns at exit of a group left behind)."""
+    """Wrap a script's main() so that a RunError ends the program with its message and exit status 1, and a Stopped
+    with its status (the one place where a script's work is ended with an exit), and so that however main() ends, at
+    its last step or on an error, it leaves no process group or signal handler behind: this is the lecture's
+    destroy_process_group() at the end of a DDP run (NCCL warns at exit of a group left behind)."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
@@ -63,9 +76,15 @@ def command_line(main):
                 # "terminate called without an active exception" as its interpreter shut down.
                 dist.barrier()
             return result
+        except Stopped as e:
+            if dist.is_available() and dist.is_initialized():
+                dist.barrier()  # every process stops after the same step: here, together, as above
+            raise SystemExit(e.status) from None
         except RunError as e:
             raise SystemExit(1 if e.quiet else str(e)) from None
         finally:
+            while _undo_at_exit:
+                _undo_at_exit.pop()()
             if dist.is_available() and dist.is_initialized():
                 dist.destroy_process_group()
     return run
@@ -102,6 +121,40 @@ def stop_if_any_failed(error, ddp):
             raise RunError(f"{failed[0][0]} [on {places}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
     elif error:
         raise RunError(error)
+
+
+class StopRequests:
+    """From now until main() ends, a first Ctrl-C (SIGINT) or SIGTERM (a scheduler's, or a spot instance's being
+    reclaimed; torchrun passes the signal to every worker) is kept in `signum` for the training loop, which finishes
+    the step it is in, writes a checkpoint and stops; a second one stops at once, as without this."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        _undo_at_exit.append(self.restore)
+
+    def handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            if os.environ.get("RANK", "0") == "0":
+                print(f"{signal.Signals(signum).name}: stopping after this step, with a checkpoint (again to stop at "
+                      "once)", flush=True)
+            return
+        self.restore()
+        signal.raise_signal(signum)  # with the handler of before: KeyboardInterrupt, or the end of the process
+
+    def restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def signal_of_any(signum, ddp):
+    """The signal that stops the run: this process's (or None), or under torchrun the first of any process's."""
+    if ddp:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, signum)
+        signum = next(s for s in everyone if s is not None)
+    return signum
 
 
 def shared_gpu_problem(device):

@@ -10,6 +10,7 @@ import hashlib
 import inspect
 import math
 import os
+import signal
 import time
 from dataclasses import dataclass
 
@@ -791,11 +792,12 @@ def main(argv=None):
     log = plumbing.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
     flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
     peak = plumbing.peak_flops(device_type, amp_dtype)  # the tensor cores' peak for the dtype the run computes in
+    stop, stopping = plumbing.StopRequests(), None  # Ctrl-C, SIGTERM: stopping is the signal, once all processes know
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
     for step in range(start_step, args.max_steps + 1):
         last_step = step == args.max_steps
         fresh = resume is None or step > start_step  # else the run that saved the checkpoint evaluated this step
-        checkpoint_due = fresh and step > 0 and (step % args.checkpoint_interval == 0 or last_step)
+        checkpoint_due = fresh and step > 0 and (step % args.checkpoint_interval == 0 or last_step or stopping)
         if fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due:
             loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
@@ -815,14 +817,20 @@ def main(argv=None):
                 texts = sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed)
             for text in texts:
                 print0(f"step {step:5d} | sample: {text!r}")
+        if stopping and not last_step:  # asked to stop: after the step before this one, and its checkpoint above
+            print0(f"stopped by {signal.Signals(stopping).name} after step {step - 1}; checkpoint {path}: continue "
+                   "with --resume auto")
+            raise plumbing.Stopped(stopping)
         if last_step:
             break
         t0 = time.perf_counter()
         optimizer.zero_grad()
         loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype, scaler)
         # The step's one all-reduce besides DDP's: the mean of the processes' losses (each saw its share of the batch),
-        # and whether one must stop after this step (its log could not be written), so that all stop after the same.
-        stats = all_reduce_mean(torch.stack((loss, torch.full_like(loss, log.error is not None))), ddp, world_size)
+        # and whether one must stop after this step (its log could not be written; a signal), so that all stop after
+        # the same step. (full_like fills on the device: no copy from the host that would wait for the GPU.)
+        flags = [torch.full_like(loss, flag) for flag in (log.error is not None, stop.signum is not None)]
+        stats = all_reduce_mean(torch.stack((loss, *flags)), ddp, world_size)
         scaler.unscale_(optimizer)  # float16: the true gradients back, so that the norm clipped is their true norm
         # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -831,10 +839,12 @@ def main(argv=None):
             group["lr"] = lr
         plumbing.step_if_finite(optimizer, stats[0], norm, scaler)  # NaN or inf must not reach the weights
         plumbing.synchronize(device_type)
-        (loss, stop), norm = stats.tolist(), norm.item()  # read from the device once, now that the step is done
+        (loss, failed, asked), norm = stats.tolist(), norm.item()  # read from the device once, now the step is done
         scale = scaler.get_scale() if scaler.is_enabled() else None  # float16's loss scale after this step
-        if stop:
+        if failed:
             plumbing.stop_if_any_failed(log.error, ddp)
+        if asked:
+            stopping = plumbing.signal_of_any(stop.signum, ddp)
         if skipped(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
             continue
         dt = time.perf_counter() - t0

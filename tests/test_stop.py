@@ -1,0 +1,105 @@
+"""Stop and go on, with real processes: Ctrl-C (SIGINT) or SIGTERM in the middle of training finishes the step, writes
+its checkpoint, says how to go on and exits with the signal's status, and --resume auto continues as if the run had
+never stopped."""
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+from helpers import ROOT, kill_tree, tiny_flags
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file locks")
+
+TRAIN = os.path.join(ROOT, "train_gpt2.py")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+LAUNCHERS = {"one process": ([sys.executable], 64), "torchrun, 2 processes": (TORCHRUN, 128)}
+
+
+class Run:
+    """A command started in the background in a session of its own, printing into a file."""
+
+    def __init__(self, command, cwd):
+        self.output = tempfile.TemporaryFile("w+")
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=self.output, stderr=subprocess.STDOUT,
+                                        start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+    def wait_until(self, ready, timeout=120):
+        deadline = time.monotonic() + timeout
+        while not ready():
+            assert self.process.poll() is None, f"it ended first:\n{self.printed()[-3000:]}"
+            assert time.monotonic() < deadline, "the moment to act never came"
+            time.sleep(0.02)
+
+    def finish(self, timeout=240):
+        """(exit status, what it printed); a run still going after `timeout` seconds is killed and fails the test."""
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_tree(self.process.pid)
+            self.process.wait()
+            pytest.fail(f"still running after {timeout} s:\n{self.printed()[-3000:]}")
+        return self.process.returncode, self.printed()
+
+    def printed(self):
+        self.output.seek(0)
+        return self.output.read()
+
+
+def train(launcher, log_dir, *flags, data, total):
+    command, _ = LAUNCHERS[launcher]
+    return Run([*command, TRAIN, "--data", data, "--log_dir", str(log_dir),
+                *tiny_flags(total_batch_size=total, max_steps=30, eval_interval=10, checkpoint_interval=1000,
+                            sample_interval=1000), *flags], cwd=ROOT)
+
+
+def lines(log_dir, kind):
+    with open(os.path.join(log_dir, "log.txt")) as f:
+        return [line for line in f if line.split()[1] == kind]
+
+
+def trained_steps(log_dir):
+    return len(lines(log_dir, "train")) if os.path.exists(os.path.join(log_dir, "log.txt")) else 0
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(shakespeare, tmp_path_factory):
+    """The log of each launcher's run straight through, the reference of the stopped and resumed ones."""
+    logs = {}
+    for launcher, (_, total) in LAUNCHERS.items():
+        log_dir = tmp_path_factory.mktemp("straight")
+        rc, out = train(launcher, log_dir, data=shakespeare, total=total).finish()
+        assert rc == 0, out[-3000:]
+        logs[launcher] = log_dir
+    return logs
+
+
+@pytest.mark.parametrize("launcher", list(LAUNCHERS))
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_stops_the_run_after_its_step_with_a_checkpoint_and_resume_goes_on_as_if_never_stopped(
+        launcher, signum, uninterrupted, shakespeare, tmp_path):
+    # Under torchrun the signal goes to torchrun, which passes it to every worker, as Ctrl-C in its terminal or a
+    # scheduler's SIGTERM would; every process must stop after the same step.
+    _, total = LAUNCHERS[launcher]
+    run = train(launcher, tmp_path, data=shakespeare, total=total)
+    run.wait_until(lambda: trained_steps(tmp_path) >= 6)
+    run.process.send_signal(signum)
+    rc, out = run.finish()
+    name = signal.Signals(signum).name
+    stops = re.findall(rf"stopped by {name} after step (\d+); checkpoint (\S+): continue with --resume auto", out)
+    assert len(stops) == 1, out[-3000:]  # said once, by rank 0
+    step, checkpoint = int(stops[0][0]), stops[0][1]
+    assert checkpoint == str(tmp_path / f"model_{step + 1:05d}.pt") and os.path.exists(checkpoint)
+    assert trained_steps(tmp_path) == step + 1 < 30  # the step it was in was finished, and no other begun
+    # One process exits with the signal's conventional status; torchrun reports its workers' failure its own way.
+    assert rc == 128 + signum if launcher == "one process" else rc != 0
+    assert "]: Traceback" not in out
+
+    rc, out = train(launcher, tmp_path, "--resume", "auto", data=shakespeare, total=total).finish()
+    assert rc == 0, out[-3000:]
+    assert lines(tmp_path, "train") == lines(uninterrupted[launcher], "train")  # every step's loss, to the 6th digit
+    assert set(lines(uninterrupted[launcher], "val")) <= set(lines(tmp_path, "val"))  # (and the stop's own)
+
