@@ -215,10 +215,11 @@ def main(argv=None):
 
 def make_shards(argv=None):
     """What `python fineweb.py ARGV` does."""
-    from plumbing import InputError, folder_problem
+    from plumbing import InputError, folder_problem, lock_folder
     args = parse_args(argv)
     if problem := folder_problem("--out_dir", args.out_dir):  # before the dataset is downloaded or read
         raise InputError(problem)
+    lock_folder("--out_dir", args.out_dir)  # one fineweb.py per folder: two would write the same shards
     ds = load_docs(args.dataset, args.name, args.split, args.text_column)
     os.makedirs(args.out_dir, exist_ok=True)
     # A .tmp file is a shard that an interrupted run had not finished: never to be trusted, always safe to drop.

@@ -58,14 +58,14 @@ class Stopped(Exception):
         self.status = 128 + signum
 
 
-_undo_at_exit = []  # what command_line undoes however main() ends: the signal handlers set
+_undo_at_exit = []  # what command_line undoes however main() ends: the signal handlers set, folders locked
 
 
 def command_line(main):
     """Wrap a script's main() so that a RunError ends the program with its message and exit status 1, and a Stopped
     with its status (the one place where a script's work is ended with an exit), and so that however main() ends, at
-    its last step or on an error, it leaves no process group or signal handler behind: this is the lecture's
-    destroy_process_group() at the end of a DDP run (NCCL warns at exit of a group left behind)."""
+    its last step or on an error, it leaves no process group, signal handler or folder lock behind: this is the
+    lecture's destroy_process_group() at the end of a DDP run (NCCL warns at exit of a group left behind)."""
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
@@ -363,6 +363,38 @@ def write_folder(path, write):
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+
+
+def lock_folder(flag, path):
+    """Hold an OS lock on folder `path` (made if missing) until main() ends, so that no second run writes into it at
+    the same time; the OS lets go of it when the process dies, so a crashed run leaves no stale lock. A folder that
+    another process holds is refused, naming that process (host and pid, which the holder notes in path/.in_use).
+    Where the OS has no such lock (Windows), nothing is locked."""
+    try:
+        import fcntl
+    except ImportError:
+        return
+    os.makedirs(path, exist_ok=True)
+    fd, note = os.open(path, os.O_RDONLY), os.path.join(path, ".in_use")
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        try:
+            with open(note) as f:
+                holder = f.read().strip()
+        except OSError:
+            holder = "another process"
+        raise InputError(f"{flag} {path} is in use by another run ({holder}): wait for it to end, or give another "
+                         f"{flag}") from None
+    with contextlib.suppress(OSError), open(note, "w") as f:  # (a full disk: the lock holds, unnamed)
+        f.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+
+    def release():
+        with contextlib.suppress(OSError):
+            os.remove(note)
+        os.close(fd)
+    _undo_at_exit.append(release)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

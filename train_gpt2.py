@@ -681,9 +681,11 @@ def load_run(args, world_size, ddp):
 
 def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp):
     """Before any work: check the paths the run reads and writes (log_dir: None on the processes that do not write
-    it; hellaswag_dir: None without HellaSwag), then fetch tiny Shakespeare and HellaSwag's val set once per machine
-    (by its local rank 0) while the other processes wait. A problem on any process stops them all with its message."""
+    it; hellaswag_dir: None without HellaSwag) and lock log_dir for this run, then fetch tiny Shakespeare and
+    HellaSwag's val set once per machine (by its local rank 0) while the other processes wait. A problem on any
+    process stops them all with its message."""
     plumbing.stop_if_any_failed(plumbing.paths_problem(data, log_dir, hellaswag_dir), ddp)
+    plumbing.run_or_stop_all(ddp, plumbing.lock_folder, "--log_dir", log_dir, where=log_dir is not None)  # one run
 
     def fetch():
         if os.path.basename(data) == "input.txt":

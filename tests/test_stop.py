@@ -1,6 +1,6 @@
 """Stop and go on, with real processes: Ctrl-C (SIGINT) or SIGTERM in the middle of training finishes the step, writes
 its checkpoint, says how to go on and exits with the signal's status, and --resume auto continues as if the run had
-never stopped."""
+never stopped; one run at a time in a --log_dir."""
 import os
 import re
 import signal
@@ -96,10 +96,31 @@ def test_a_signal_stops_the_run_after_its_step_with_a_checkpoint_and_resume_goes
     assert trained_steps(tmp_path) == step + 1 < 30  # the step it was in was finished, and no other begun
     # One process exits with the signal's conventional status; torchrun reports its workers' failure its own way.
     assert rc == 128 + signum if launcher == "one process" else rc != 0
-    assert "]: Traceback" not in out
+    assert "]: Traceback" not in out and ".in_use" not in os.listdir(tmp_path)
 
     rc, out = train(launcher, tmp_path, "--resume", "auto", data=shakespeare, total=total).finish()
     assert rc == 0, out[-3000:]
     assert lines(tmp_path, "train") == lines(uninterrupted[launcher], "train")  # every step's loss, to the 6th digit
     assert set(lines(uninterrupted[launcher], "val")) <= set(lines(tmp_path, "val"))  # (and the stop's own)
+
+
+def test_a_second_run_in_the_same_folder_is_refused_while_the_first_runs(shakespeare, tmp_path):
+    first = train("one process", tmp_path, "--max_steps", "300", data=shakespeare, total=64)
+    first.wait_until(lambda: trained_steps(tmp_path) >= 1)
+    rc, out = train("one process", tmp_path, data=shakespeare, total=64).finish()
+    assert rc == 1
+    assert f"--log_dir {tmp_path} is in use by another run (pid {first.process.pid} on " in out
+    assert trained_steps(tmp_path) >= 1 and not os.path.isdir(tmp_path / "log")  # the first run's files untouched
+    # SIGKILL gives the first run no time to clean up: the OS lets go of its lock, and a run can start there again.
+    first.process.send_signal(signal.SIGKILL)
+    first.finish()
+    rc, out = train("one process", tmp_path, "--resume", "auto", data=shakespeare, total=64).finish()
+    assert rc == 0, out[-3000:]
+    assert ".in_use" not in os.listdir(tmp_path)
+
+
+def test_a_second_run_is_accepted_once_the_first_has_ended(shakespeare, tmp_path):
+    for _ in range(2):
+        rc, out = train("one process", tmp_path, "--max_steps", "2", data=shakespeare, total=64).finish()
+        assert rc == 0, out[-3000:]
 
