@@ -58,7 +58,7 @@ class Stopped(Exception):
         self.status = 128 + signum
 
 
-_undo_at_exit = []  # what command_line undoes however main() ends: the signal handlers set, folders locked
+_undo_at_exit = []  # what command_line undoes however main() ends: signal handlers set, folders locked
 
 
 def command_line(main):
@@ -747,11 +747,28 @@ def restore_run(checkpoint, optimizer, train_loader, scaler):
     return checkpoint["step"]
 
 
+def move_earlier_run(log_dir):
+    """A run that starts from step 0 in a log_dir that holds an earlier run's log.txt or checkpoints moves them into a
+    folder of their own there, named after the time of the newest, and says where: nothing of the earlier run is lost
+    (its log would have been cut to nothing), and --resume auto then finds only this run's checkpoints."""
+    names = [n for n in os.listdir(log_dir) if n == "log.txt" or re.fullmatch(r"model_(\d+)\.pt", n)]
+    if not names:
+        return
+    newest = max(os.path.getmtime(os.path.join(log_dir, n)) for n in names)
+    folder = os.path.join(log_dir, datetime.datetime.fromtimestamp(newest).strftime("run_%Y-%m-%d_%H-%M-%S"))
+    folder = next(f for f in (folder, *(f"{folder}_{i}" for i in range(2, 1000))) if not os.path.exists(f))
+    os.makedirs(folder)
+    for name in names:
+        os.replace(os.path.join(log_dir, name), os.path.join(folder, name))
+    print(f"{log_dir}/ held an earlier run ({', '.join(sorted(names))}): moved to {folder}/", flush=True)
+
+
 class Log:
     """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...), each appended and
     flushed at once. A run resumed at step S keeps the lines before S and the evaluations of S itself (logged just
     before its checkpoint) and drops the rest, which the killed run wrote after its checkpoint. Only the process with
-    write=True (the master) writes. A line it cannot write does not raise: that would stop the master alone while the
+    write=True (the master) writes. A run from step 0 first moves an earlier run's files aside (move_earlier_run).
+    A line it cannot write does not raise: that would stop the master alone while the
     other processes wait for it in their next collective. It is kept in `error`, and the training loop stops every
     process with it (in its step's all-reduce, and at each evaluation). counts: the lines of each kind so far."""
 
@@ -762,6 +779,8 @@ class Log:
 
     def start(self, resume_step):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if resume_step is None:
+            move_earlier_run(os.path.dirname(self.path))
         kept = []
         if resume_step is not None and os.path.exists(self.path):
             with open(self.path, errors="replace") as f:

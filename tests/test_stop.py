@@ -1,6 +1,6 @@
 """Stop and go on, with real processes: Ctrl-C (SIGINT) or SIGTERM in the middle of training finishes the step, writes
 its checkpoint, says how to go on and exits with the signal's status, and --resume auto continues as if the run had
-never stopped; one run at a time in a --log_dir."""
+never stopped; one run at a time in a --log_dir; a fresh run keeps an earlier run's files."""
 import os
 import re
 import signal
@@ -123,4 +123,22 @@ def test_a_second_run_is_accepted_once_the_first_has_ended(shakespeare, tmp_path
     for _ in range(2):
         rc, out = train("one process", tmp_path, "--max_steps", "2", data=shakespeare, total=64).finish()
         assert rc == 0, out[-3000:]
+
+
+def test_a_fresh_run_over_an_earlier_runs_folder_keeps_every_file_of_it(shakespeare, tmp_path):
+    # Run twice (the README's quick start, say): the first run's log and checkpoints move into a folder of their own,
+    # byte for byte, and the second run's are what --resume auto then finds.
+    rc, out = train("one process", tmp_path, "--max_steps", "4", "--checkpoint_interval", "2", data=shakespeare,
+                    total=64).finish()
+    assert rc == 0, out[-3000:]
+    earlier = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
+    assert sorted(earlier) == ["log.txt", "model_00002.pt", "model_00004.pt"]
+    rc, out = train("one process", tmp_path, "--max_steps", "3", data=shakespeare, total=64).finish()
+    assert rc == 0, out[-3000:]
+    moved = [name for name in os.listdir(tmp_path) if name.startswith("run_")]
+    assert len(moved) == 1 and f"held an earlier run (log.txt, model_00002.pt, model_00004.pt): moved to " \
+                               f"{tmp_path / moved[0]}/" in out
+    assert {name: (tmp_path / moved[0] / name).read_bytes() for name in os.listdir(tmp_path / moved[0])} == earlier
+    assert sorted(os.listdir(tmp_path)) == sorted(["log.txt", "model_00003.pt", *moved])
+    assert [line.split()[0] for line in lines(tmp_path, "train")] == ["0", "1", "2"]
 
