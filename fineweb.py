@@ -33,6 +33,7 @@ import glob
 import multiprocessing as mp
 import os
 import re
+import signal
 
 import numpy as np
 import tiktoken
@@ -215,7 +216,7 @@ def main(argv=None):
 
 def make_shards(argv=None):
     """What `python fineweb.py ARGV` does."""
-    from plumbing import InputError, folder_problem, lock_folder
+    from plumbing import InputError, Stopped, folder_problem, lock_folder
     args = parse_args(argv)
     if problem := folder_problem("--out_dir", args.out_dir):  # before the dataset is downloaded or read
         raise InputError(problem)
@@ -260,6 +261,11 @@ def make_shards(argv=None):
         if fill > 0:  # the remainder
             written += save_shard(args.out_dir, index, buf[:fill])
             index += 1
+    except KeyboardInterrupt:  # Ctrl-C: the complete shards stay, the one being written was removed (write_shard)
+        print(f"\nstopped by SIGINT: the {index} complete shard(s) in {args.out_dir}/ are kept, the one being written "
+              "was removed; run the same command again to write the rest (it keeps the shards already there)",
+              flush=True)
+        raise Stopped(signal.SIGINT) from None
     finally:
         if bar is not None:
             bar.close()

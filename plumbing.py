@@ -330,8 +330,9 @@ def hf_load_error(name_or_path, e, openai_models):
 def write_atomically(path, write):
     """write(f) into a new file at `path`, all or nothing: the bytes go to path + ".tmp", are synced to the disk and
     only then renamed to `path` (a power loss can keep a rename and lose data not yet synced). A crash, a full disk or
-    a power loss never leaves a file under that name that looks whole and is not. On an error (a full disk, say) the
-    .tmp is removed and the error raised again; a crash can leave a .tmp, which no reader takes for the file."""
+    a power loss never leaves a file under that name that looks whole and is not. On an error (a full disk, say) or
+    Ctrl-C the .tmp is removed and the error raised again; a crash can leave a .tmp, which no reader takes for the
+    file."""
     tmp = path + ".tmp"
     try:
         with open(tmp, "wb") as f:
@@ -339,7 +340,7 @@ def write_atomically(path, write):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except Exception:
+    except BaseException:  # KeyboardInterrupt too
         if os.path.exists(tmp):
             os.remove(tmp)
         raise

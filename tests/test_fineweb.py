@@ -162,22 +162,25 @@ def test_rerun_after_interruption_rebuilds_only_what_is_missing(corpus, tmp_path
     assert after[names[-2]] != file_ids(reference)[names[-2]]
 
 
-def test_crash_while_writing_leaves_no_shard_that_looks_whole(corpus, tmp_path, monkeypatch):
+def test_ctrl_c_while_writing_keeps_the_complete_shards_and_removes_the_partial_one(corpus, tmp_path, monkeypatch,
+                                                                                    capsys):
     docs, data, reference = corpus
     out = str(tmp_path / "shards")
     args = ["--dataset", data, "--out_dir", out, "--shard_size", str(SHARD_SIZE), "--workers", "1"]
     calls = []
 
-    def crash_on_third_shard(fd):  # the third shard's bytes are in its .tmp, the rename has not happened yet
+    def ctrl_c_on_third_shard(fd):  # the third shard's bytes are in its .tmp, the rename has not happened yet
         calls.append(fd)
         if len(calls) == 3:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(fineweb.os, "fsync", crash_on_third_shard)
-    with pytest.raises(KeyboardInterrupt):
+    monkeypatch.setattr(fineweb.os, "fsync", ctrl_c_on_third_shard)
+    with pytest.raises(SystemExit) as stopped:
         fineweb.main(args)
+    assert stopped.value.code == 130  # 128 + SIGINT
+    assert "the 2 complete shard(s) in" in capsys.readouterr().out
     names = shard_files(reference)
-    assert sorted(os.listdir(out)) == sorted(names[:2] + [names[2] + ".tmp"])
+    assert sorted(os.listdir(out)) == sorted(names[:2])  # no .tmp: no file that looks like a shard and is not whole
 
     monkeypatch.undo()
     fineweb.main(args)

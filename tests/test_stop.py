@@ -1,6 +1,7 @@
 """Stop and go on, with real processes: Ctrl-C (SIGINT) or SIGTERM in the middle of training finishes the step, writes
 its checkpoint, says how to go on and exits with the signal's status, and --resume auto continues as if the run had
-never stopped; one run at a time in a --log_dir; a fresh run keeps an earlier run's files."""
+never stopped; one run at a time in a --log_dir (or fineweb.py --out_dir); a fresh run keeps an earlier run's files;
+fineweb.py stopped by Ctrl-C and run again writes the same shards."""
 import os
 import re
 import signal
@@ -9,6 +10,7 @@ import sys
 import tempfile
 import time
 
+import numpy as np
 import pytest
 from helpers import ROOT, kill_tree, tiny_flags
 
@@ -142,3 +144,34 @@ def test_a_fresh_run_over_an_earlier_runs_folder_keeps_every_file_of_it(shakespe
     assert sorted(os.listdir(tmp_path)) == sorted(["log.txt", "model_00003.pt", *moved])
     assert [line.split()[0] for line in lines(tmp_path, "train")] == ["0", "1", "2"]
 
+
+def test_fineweb_stopped_by_ctrl_c_and_run_again_writes_the_same_shards(tmp_path):
+    # Thousands of small shards, so that SIGINT lands while shards are still being written (a few seconds here).
+    import json
+    rng = np.random.default_rng(0)
+    words = np.array("the cat sat on a mat while it rained over the quiet town and nobody came".split())
+    with open(tmp_path / "docs.jsonl", "w") as f:
+        for _ in range(3000):
+            f.write(json.dumps({"text": " ".join(rng.choice(words, 400))}) + "\n")
+    fineweb = [sys.executable, os.path.join(ROOT, "fineweb.py"), "--dataset", "docs.jsonl", "--shard_size", "500",
+               "--workers", "1"]
+    rc, out = Run([*fineweb, "--out_dir", "straight"], cwd=tmp_path).finish()
+    assert rc == 0, out[-3000:]
+    run = Run([*fineweb, "--out_dir", "stopped"], cwd=tmp_path)
+    run.wait_until(lambda: (tmp_path / "stopped").exists() and len(list((tmp_path / "stopped").glob("*.npy"))) >= 10)
+    # One fineweb.py per folder: a second one is refused while this one runs (in this process: at once).
+    with pytest.raises(SystemExit, match=rf"--out_dir {tmp_path / 'stopped'} is in use by another run "
+                                         rf"\(pid {run.process.pid} on "):
+        import fineweb as this_fineweb
+        this_fineweb.main(fineweb[2:] + ["--out_dir", str(tmp_path / "stopped")])
+    run.process.send_signal(signal.SIGINT)
+    rc, out = run.finish()
+    assert rc == 130 and "complete shard(s) in stopped/ are kept" in out, out[-3000:]
+    straight = sorted(os.listdir(tmp_path / "straight"))
+    kept = sorted(os.listdir(tmp_path / "stopped"))
+    assert 10 <= len(kept) < len(straight) and set(kept) <= set(straight)  # complete shards only: no .tmp
+    rc, out = Run([*fineweb, "--out_dir", "stopped"], cwd=tmp_path).finish()
+    assert rc == 0, out[-3000:]
+    assert sorted(os.listdir(tmp_path / "stopped")) == straight
+    for name in straight:
+        assert (tmp_path / "stopped" / name).read_bytes() == (tmp_path / "straight" / name).read_bytes(), name
