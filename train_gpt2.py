@@ -681,11 +681,10 @@ def load_run(args, world_size, ddp):
 
 def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp):
     """Before any work: check the paths the run reads and writes (log_dir: None on the processes that do not write
-    it; hellaswag_dir: None without HellaSwag) and lock log_dir for this run, then fetch tiny Shakespeare and
-    HellaSwag's val set once per machine (by its local rank 0) while the other processes wait. A problem on any
-    process stops them all with its message."""
+    it; hellaswag_dir: None without HellaSwag), fetch tiny Shakespeare and HellaSwag's val set once per machine (by
+    its local rank 0) while the other processes wait, and lock log_dir for this run. A problem on any process stops
+    them all with its message."""
     plumbing.stop_if_any_failed(plumbing.paths_problem(data, log_dir, hellaswag_dir), ddp)
-    plumbing.run_or_stop_all(ddp, plumbing.lock_folder, "--log_dir", log_dir, where=log_dir is not None)  # one run
 
     def fetch():
         if os.path.basename(data) == "input.txt":
@@ -694,6 +693,7 @@ def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp):
             hellaswag.download("val", hellaswag_dir)
     plumbing.run_or_stop_all(ddp, fetch, where=local_rank == 0)
     plumbing.check_same_data(data, ddp)  # each machine reads its own copy
+    plumbing.run_or_stop_all(ddp, plumbing.lock_folder, "--log_dir", log_dir, where=log_dir is not None)  # one run
 
 
 def export_hf(init_from, out_dir):
