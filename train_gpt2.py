@@ -836,9 +836,8 @@ def main(argv=None):
         scaler.unscale_(optimizer)  # float16: the true gradients back, so that the norm clipped is their true norm
         # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
         for group in optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
         plumbing.step_if_finite(optimizer, stats[0], norm, scaler)  # NaN or inf must not reach the weights
         plumbing.synchronize(device_type)
         (loss, failed, asked), norm = stats.tolist(), norm.item()  # read from the device once, now the step is done
@@ -851,10 +850,12 @@ def main(argv=None):
             continue
         dt = time.perf_counter() - t0
         mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together
+        lr = optimizer.param_groups[0]["lr"]  # as the optimizer had it for this step: what was done, not recomputed
         print0(f"step {step:5d} | loss {loss:.6f} | lr {lr:.4e} | norm {norm:.4f} | "
                f"{'' if scale is None else f'scale {scale:g} | '}dt {dt * 1000:.1f}ms | "
                f"tok/s {args.total_batch_size / dt:,.0f}{mfu}")
         log.write(f"{step} train {loss:.6f}")
+        log.write(f"{step} lr {lr:.6e}")
         if scale is not None:
             log.write(f"{step} scale {scale:g}")
 

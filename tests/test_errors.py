@@ -196,8 +196,8 @@ def test_skip_nonfinite_logs_the_skipped_steps(shakespeare, tmp_path):
         train_gpt2.main(argv)
     with open(tmp_path / "log.txt") as f:
         kinds = [line.split()[:2] for line in f]
-    assert kinds[:2] == [["0", "val"], ["0", "train"]]
-    assert kinds[2:] == [["1", "skipped"], ["2", "skipped"]]
+    assert kinds[:3] == [["0", "val"], ["0", "train"], ["0", "lr"]]
+    assert kinds[3:] == [["1", "skipped"], ["2", "skipped"]]
 
 
 def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shakespeare, tmp_path, small_disk,
@@ -226,8 +226,8 @@ def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shak
     assert GPT.from_checkpoint(os.path.join(disk, "model_00002.pt"))[1]["step"] == 2
     with open(os.path.join(disk, "log.txt")) as f:
         lines = [line.split()[:2] for line in f]
-    assert lines == [["0", "val"], ["0", "train"], ["1", "train"], ["2", "val"], ["2", "train"], ["3", "train"],
-                     ["4", "val"]]
+    assert lines == [["0", "val"], ["0", "train"], ["0", "lr"], ["1", "train"], ["1", "lr"], ["2", "val"],
+                     ["2", "train"], ["2", "lr"], ["3", "train"], ["3", "lr"], ["4", "val"]]
     # Once there is room again, the run goes on from the checkpoint that was kept.
     roomy = tmp_path / "roomy"
     shutil.copytree(disk, roomy)
