@@ -13,18 +13,44 @@ def n_params(args):
         return sum(p.numel() for p in GPT(config).parameters())
 
 
-# OpenAI's GPT-2 checkpoints (counted by transformers' GPT2LMHeadModel, tied embeddings once).
-@pytest.mark.parametrize("name, count", [("gpt2", 124_439_808), ("gpt2-medium", 354_823_168),
-                                         ("gpt2-large", 774_030_080), ("gpt2-xl", 1_557_611_200)])
-def test_gpt2_presets_have_openais_parameter_counts(name, count):
-    assert n_params(parse_args(["--model", name])) == count
+# OpenAI's GPT-2 checkpoints: (n_layer, n_head, n_embd) from their config.json on the HuggingFace hub
+# (openai-community/gpt2, -medium, -large, -xl), and the parameter count of transformers' GPT2LMHeadModel of each
+# (tied embeddings counted once).
+GPT2 = {"gpt2": ((12, 12, 768), 124_439_808), "gpt2-medium": ((24, 16, 1024), 354_823_168),
+        "gpt2-large": ((36, 20, 1280), 774_030_080), "gpt2-xl": ((48, 25, 1600), 1_557_611_200)}
+
+# The GPT-3 paper's table 2.1 as printed: n_params, n_layers, d_model, n_heads, d_head, batch size (tokens),
+# learning rate; the context is 2048 tokens for every model.
+GPT3 = {"gpt3-small": (125e6, 12, 768, 12, 64, 0.5e6, 6.0e-4), "gpt3-medium": (350e6, 24, 1024, 16, 64, 0.5e6, 3.0e-4),
+        "gpt3-large": (760e6, 24, 1536, 16, 96, 0.5e6, 2.5e-4), "gpt3-xl": (1.3e9, 24, 2048, 24, 128, 1e6, 2.0e-4)}
 
 
-# The GPT-3 paper's table 2.1 rounds its counts; ours, with GPT-2's 50257-token vocabulary, are within 5%.
-@pytest.mark.parametrize("name, count", [("gpt3-small", 125e6), ("gpt3-medium", 350e6), ("gpt3-large", 760e6),
-                                         ("gpt3-xl", 1.3e9)])
-def test_gpt3_presets_match_table_2_1(name, count):
-    assert abs(n_params(parse_args(["--model", name])) / count - 1) < 0.05
+def test_the_presets_are_gpt2s_and_gpt3s_sizes():
+    assert sorted(plumbing.MODEL_PRESETS) == sorted([*GPT2, *GPT3])
+
+
+@pytest.mark.parametrize("name", list(GPT2))
+def test_gpt2_presets_are_openais_shapes_with_the_recipe_of_the_gpt3_model_nearest_in_size(name):
+    args = parse_args(["--model", name])
+    shape, count = GPT2[name]
+    assert (args.n_layer, args.n_head, args.n_embd, args.block_size, args.seq_len) == (*shape, 1024, 1024)
+    assert n_params(args) == count
+    # The GPT-2 paper gives no batch or learning rate per size: those of the GPT-3 model nearest in size.
+    nearest = min(GPT3.values(), key=lambda row: abs(row[0] / count - 1))
+    assert args.max_lr == nearest[6] and abs(args.total_batch_size / nearest[5] - 1) < 0.05  # 2**19 for "0.5M"
+
+
+@pytest.mark.parametrize("name", list(GPT3))
+def test_gpt3_presets_follow_table_2_1(name):
+    args = parse_args(["--model", name])
+    count, n_layer, d_model, n_heads, d_head, batch, lr = GPT3[name]
+    assert (args.n_layer, args.n_embd, args.n_embd // args.n_head) == (n_layer, d_model, d_head)
+    # The table's XL has 24 heads of 128 channels, 3072 in all, which is not its d_model of 2048: the preset keeps
+    # the head size and d_model (16 heads). The others agree with themselves, and the preset with them.
+    assert args.n_head == (n_heads if n_heads * d_head == d_model else d_model // d_head)
+    assert (args.block_size, args.seq_len, args.max_lr) == (2048, 2048, lr)
+    assert abs(args.total_batch_size / batch - 1) < 0.05  # 2**19 and 2**20 for the table's "0.5M" and "1M"
+    assert abs(n_params(args) / count - 1) < 0.05  # the table rounds its counts; ours use GPT-2's vocabulary
 
 
 def test_preset_recipe_and_derived_steps():
