@@ -1,4 +1,5 @@
-"""Sampling: seeded draws are reproducible, and top_k limits the choice."""
+"""Sampling: seeded draws are reproducible, top_k limits the choice, and the defaults are the lecture's."""
+import tiktoken
 import torch
 
 from train_gpt2 import GPT, GPTConfig
@@ -38,7 +39,6 @@ def test_top_k_restricts_the_choice():
 
 
 def test_padded_vocabulary_is_never_sampled():
-    import tiktoken
     from train_gpt2 import GPT2_VOCAB_SIZE
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=64, vocab_size=50304, n_layer=1, n_head=2, n_embd=32)).eval()
@@ -76,3 +76,46 @@ def test_cached_logits_match_a_full_forward_pass():
     first, _ = model(idx[:, :8], kv_cache=cache)
     steps = [model(idx[:, t:t + 1], kv_cache=cache)[0] for t in range(8, 12)]
     assert torch.allclose(torch.cat([first, *steps], dim=1), full, atol=1e-5)
+
+
+def with_logits(model, logits):
+    """model, answering every input with `logits` (V,) at every position."""
+    def forward(idx, targets=None, kv_cache=None):
+        return logits.expand(idx.size(0), idx.size(1), -1), None
+    model.forward = forward
+    return model
+
+
+def test_the_default_draw_is_the_top_50_at_temperature_1():
+    # The lecture samples as HuggingFace's pipeline did by default: from the 50 most likely tokens, at temperature 1.
+    # generate() with no top_k or temperature must draw each of those 50 as often as its softmax share among them,
+    # and nothing else. The logits fall evenly from 0 to -4 over 100 tokens (in a shuffled order): at 200,000 draws a
+    # top_k of 49 or 51 changes which tokens appear, and a temperature of 0.9 or 1.1 moves the frequencies by 0.024
+    # and more in total variation, where sampling noise is about 0.006.
+    V, N = 100, 200_000
+    logits = -torch.linspace(0, 4, V)[torch.randperm(V, generator=torch.Generator().manual_seed(0))]
+    model = with_logits(tiny_model(), logits)
+    out = model.generate(torch.zeros((N, 1), dtype=torch.long), 1, generator=torch.Generator().manual_seed(1))
+    top50 = torch.topk(logits, 50).indices
+    assert set(out[:, -1].tolist()) == set(top50.tolist())
+    expected = torch.zeros(V)
+    expected[top50] = torch.softmax(logits[top50], dim=0)  # temperature 1: the logits as they are
+    drawn = torch.bincount(out[:, -1], minlength=V).float() / N
+    assert 0.5 * (drawn - expected).abs().sum() < 0.012
+
+
+def test_the_training_runs_samples_use_generates_defaults():
+    # sample(), which the training loop calls, must pass the same top 50 at temperature 1 on to generate().
+    from train_gpt2 import sample
+    enc = tiktoken.get_encoding("gpt2")
+    model = tiny_model()
+    model.config.vocab_size = enc.n_vocab  # decodable ids: the logits below cover the whole vocabulary
+    logits = torch.full((enc.n_vocab,), -30.0)  # 100 likely tokens, from 0 down to -4, among unlikely ones
+    logits[torch.randperm(enc.n_vocab, generator=torch.Generator().manual_seed(0))[:100]] = -torch.linspace(0, 4, 100)
+    model = with_logits(model, logits)
+    texts = sample(model, enc, "Hello", num_samples=16, max_new_tokens=8, device="cpu", seed=3)
+    prompt = torch.tensor([enc.encode_ordinary("Hello")] * 16)
+    out = model.generate(prompt, 8, top_k=50, temperature=1.0, generator=torch.Generator().manual_seed(3))
+    assert texts == [enc.decode(row.tolist()) for row in out]
+    other = model.generate(prompt, 8, top_k=50, temperature=0.9, generator=torch.Generator().manual_seed(3))
+    assert not torch.equal(out, other)  # a temperature of 0.9 would have drawn other tokens
