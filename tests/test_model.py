@@ -33,6 +33,23 @@ def test_attention_is_causal():
     assert not torch.allclose(y[:, 5:], y2[:, 5:])
 
 
+def test_the_default_config_is_gpt2_124m_as_huggingface_defines_it():
+    # transformers' GPT2Config() is the 124M model; GPTConfig() must be too, its head count included (which no
+    # parameter count can see).
+    hf, ours = GPT2Config(), GPTConfig()
+    assert (ours.block_size, ours.vocab_size, ours.n_layer, ours.n_head, ours.n_embd) == \
+        (hf.n_positions, hf.vocab_size, hf.n_layer, hf.n_head, hf.n_embd)
+
+
+def test_the_token_constants_are_the_tokenizers():
+    import tiktoken
+
+    import train_gpt2
+    enc = tiktoken.get_encoding("gpt2")
+    assert train_gpt2.EOT_TOKEN == enc.eot_token == enc.encode("<|endoftext|>", allowed_special="all")[0]
+    assert train_gpt2.GPT2_VOCAB_SIZE == enc.n_vocab
+
+
 def test_gpt2_124m_parameter_count_and_tied_embeddings():
     model = GPT(GPTConfig())
     # parameters() yields a shared tensor once, so the tied embedding is counted once.
