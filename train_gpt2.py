@@ -604,7 +604,7 @@ def parse_args(argv=None):
                         help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
     # Evaluation, sampling, checkpoints
     parser.add_argument("--seed", type=plumbing.whole_number(0, 2**64 - 1), default=42,
-                        help="random seed for sampling")
+                        help="the run's random seed: the initial weights, the order of --shuffle, the samples")
     parser.add_argument("--log_dir", default="log", help="where log.txt (and checkpoints) are written")
     parser.add_argument("--eval_interval", type=positive, default=250,
                         help="measure the validation loss every this many steps (and at the last step)")

@@ -101,13 +101,20 @@ def test_two_ranks_read_interleaved_windows_that_together_cover_the_stream(tmp_p
 
 
 def test_text_file_val_split_is_the_last_tenth(tmp_path):
+    # Text that never repeats: in a repeated sentence the last tenth and, say, the last fifth start alike.
     path = tmp_path / "tiny.txt"
-    path.write_text("The quick brown fox jumps over the lazy dog. " * 40)
+    path.write_text(" ".join(f"line {i} of {1000 - i}." for i in range(200)))
     tokens = tokens_of(path)
     n_val = len(tokens) // 10
     x, y = train_gpt2.DataLoaderLite(2, 8, split="val", data=str(path)).next_batch()
     assert torch.equal(x.flatten(), tokens[-n_val:][:16])
     assert torch.equal(y.flatten(), tokens[-n_val:][1:17])
+    train = train_gpt2.DataLoaderLite(2, 8, split="train", data=str(path))
+    rounds = (len(tokens) - n_val - 1) // 16  # the whole batches in the train split; then it starts over
+    for _ in range(rounds):
+        x, y = train.next_batch()
+    assert y.flatten()[-1] == tokens[16 * rounds]  # the last batch's last target lies inside the train split
+    assert torch.equal(train.next_batch()[0].flatten(), tokens[:16])
 
 
 def write_shards(out_dir, sizes):

@@ -52,6 +52,9 @@ def test_the_default_run_is_the_gpt2_124m_recipe():
     assert (args.total_batch_size, args.batch_size, args.seq_len) == (524288, 64, 1024)
     assert (args.weight_decay, args.eval_interval, args.val_steps, args.checkpoint_interval) == (0.1, 250, 20, 5000)
     assert args.hellaswag and args.compile is None and args.dtype == "auto"  # compile and bf16: on where they pay
+    # The lecture's samples: 4 every 250 steps, 32 tokens long, drawn with a generator seeded with 42 (here the
+    # one seed of the run: the initial weights too).
+    assert (args.sample_interval, args.num_samples, args.max_new_tokens, args.seed) == (250, 4, 32, 42)
 
 
 def test_missing_data_says_what_to_run(tmp_path):
