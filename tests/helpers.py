@@ -1,9 +1,13 @@
 """What several test modules use: the command line of a tiny training run, a HellaSwag file in the real schema,
-play.ipynb run in a kernel, a free TCP port. (Fixtures are in conftest.py.)"""
+play.ipynb run in a kernel, a command run so that none of its processes outlives it, a free TCP port. (Fixtures are in
+conftest.py.)"""
 import json
 import os
 import random
+import signal
 import socket
+import subprocess
+import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -59,11 +63,9 @@ def run_notebook(env):
     return nb
 
 
-def kill_tree(pid):
-    """Kill process `pid` and every process it started, and theirs. torchrun starts each worker in a session of its
-    own, so killing the launcher's process group leaves the workers running; their parent links, read from /proc
-    before anything is killed, find them. (Where there is no /proc, the process group is all that is killed.)"""
-    import signal
+def processes_under(pid):
+    """The processes that `pid` started, and theirs, as found by their parent links in /proc (none where there is
+    no /proc). A process whose parent ended is no longer under it: see conftest.py's subreaper."""
     children = {}
     for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not entry.isdigit():
@@ -74,11 +76,18 @@ def kill_tree(pid):
         except (OSError, ValueError, IndexError):
             continue
         children.setdefault(parent, []).append(int(entry))
-    tree, todo = [], [pid]
+    tree, todo = [], list(children.get(pid, []))
     while todo:
         tree.append(todo.pop())
         todo += children.get(tree[-1], [])
-    for member in tree:
+    return tree
+
+
+def kill_tree(pid):
+    """Kill process `pid` and every process it started, and theirs. torchrun starts each worker in a session of its
+    own, so killing the launcher's process group leaves the workers running; their parent links, read from /proc
+    before anything is killed, find them. (Where there is no /proc, the process group is all that is killed.)"""
+    for member in [pid, *processes_under(pid)]:
         try:
             os.kill(member, signal.SIGKILL)
         except ProcessLookupError:
@@ -87,6 +96,33 @@ def kill_tree(pid):
         os.killpg(pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
         pass
+
+
+def run_command(command, timeout, **kwargs):
+    """subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs), except that no process of
+    it outlives the call: past `timeout` seconds the command and every process it started are killed and the test
+    fails with what it printed (subprocess.run kills only the command, and torchrun's workers ran on after pytest
+    ended); an exception or Ctrl-C in the test while it waits kills them too. The output goes to files, not pipes,
+    which a worker still holding one open would keep from ending."""
+    import pytest
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(command, stdout=out, stderr=err, text=True, start_new_session=True, **kwargs)
+        timed_out = False
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+        finally:
+            if process.poll() is None:
+                kill_tree(process.pid)
+                process.wait()
+        out.seek(0)
+        err.seek(0)
+        printed = subprocess.CompletedProcess(command, process.returncode, out.read(), err.read())
+    if timed_out:
+        pytest.fail(f"{' '.join(map(str, command))[:300]}\nstill running after {timeout} s, killed; it printed:\n"
+                    f"{(printed.stdout + printed.stderr)[-3000:]}")
+    return printed
 
 
 def free_port():

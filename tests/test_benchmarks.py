@@ -5,13 +5,12 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT
+from helpers import ROOT, run_command
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_the_gpu_benchmark_says_clearly_that_there_is_no_gpu():
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_speed.py")], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = run_command([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_speed.py")], cwd=ROOT, timeout=120)
     assert out.returncode == 1
     assert "torch sees none on this machine" in out.stderr and "benchmarks/cpu_speed.py" in out.stderr
     assert "Traceback" not in out.stderr
@@ -30,9 +29,9 @@ def test_every_row_of_the_gpu_benchmark_runs_and_writes_nothing_into_the_checkou
     before = sorted(os.listdir(ROOT)), worktrees()
     with open(shakespeare) as f:
         (tmp_path / "short.txt").write_text(f.read()[:12_000])  # about 3,000 tokens: a val tenth of about 300
-    out = subprocess.run([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_speed.py"), "--device", "cpu",
-                          "--quick", "--data", str(tmp_path / "short.txt")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
+    out = run_command([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_speed.py"), "--device", "cpu",
+                       "--quick", "--data", str(tmp_path / "short.txt")], cwd=ROOT,
+                      timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = [line.split(" | ") for line in out.stdout.splitlines() if line.startswith("| ") and "---" not in line][1:]
     assert len(rows) == 9  # the 7 steps, the lecture's final script, the newest commit
@@ -45,9 +44,9 @@ def test_every_row_of_the_gpu_benchmark_runs_and_writes_nothing_into_the_checkou
 def test_the_gpu_check_script_refuses_a_machine_without_a_gpu_smoke(tmp_path):
     # A smoke test of benchmarks/gpu_check.sh: it runs, writes its output file, and fails where there is no GPU
     # rather than passing on skipped tests.
-    out = subprocess.run(["bash", os.path.join(ROOT, "benchmarks", "gpu_check.sh"), str(tmp_path / "check.txt")],
-                         cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, PYTHON=sys.executable),
-                         timeout=120)
+    out = run_command(["bash", os.path.join(ROOT, "benchmarks", "gpu_check.sh"), str(tmp_path / "check.txt")],
+                      cwd=ROOT, env=dict(os.environ, PYTHON=sys.executable),
+                      timeout=120)
     assert out.returncode == 1
     written = (tmp_path / "check.txt").read_text()
     assert "torch sees none here: nothing was run" in written and "tests/test_gpu.py" not in written

@@ -3,13 +3,12 @@ H100 whose tensors live on the CPU), so that every branch that asks for CUDA run
 would be needed. A fake-CUDA run must compute what a CPU run computes: the branches change where and how fast, not
 what."""
 import os
-import subprocess
 import sys
 
 import fakes
 import pytest
 import torch
-from helpers import ROOT, tiny_flags
+from helpers import ROOT, run_command, tiny_flags
 
 import plumbing
 import train_gpt2
@@ -184,10 +183,10 @@ def torchrun(log_dir, data, nproc, fake_cuda=None):
     """train_gpt2.py under torchrun on this machine, through tests/fakes.py: (exit status, what it printed)."""
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, **({"FAKE_CUDA": fake_cuda} if fake_cuda else {}))
     device = "cuda" if fake_cuda else "cpu"
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-                          os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"),
-                          "--data", data, "--log_dir", str(log_dir), *TINY, "--device", device],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+                       os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"),
+                       "--data", data, "--log_dir", str(log_dir), *TINY, "--device", device],
+                      cwd=ROOT, env=env, timeout=300)
     return out.returncode, out.stdout + out.stderr
 
 
@@ -240,17 +239,16 @@ def test_two_processes_agree_on_the_smaller_micro_batch_that_fits(shakespeare, t
     # given --batch_size 16 (and --val_steps 4) log.
     flags = tiny_flags(device="cuda", batch_size=None, total_batch_size=64 * 32 * 2)
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, FAKE_CUDA="own", FAKE_GPU_ROWS="32,16")
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"), "--data",
-                          shakespeare, "--log_dir", str(tmp_path / "auto"), *flags],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                       os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"), "--data",
+                       shakespeare, "--log_dir", str(tmp_path / "auto"), *flags],
+                      cwd=ROOT, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.count("micro-batch 16 rows (64 did not fit in the GPU's 80 GB)") == 1
     assert "4 micro-steps of 16 x 32 on each of 2 process(es)" in out.stdout
     cpu = tiny_flags(total_batch_size=64 * 32 * 2, batch_size=16, val_steps=4)
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir",
-                          str(tmp_path / "cpu"), *cpu], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"),
-                         capture_output=True, text=True, timeout=300)
+    out = run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                       os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir",
+                       str(tmp_path / "cpu"), *cpu], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert read(tmp_path / "auto" / "log.txt") == read(tmp_path / "cpu" / "log.txt")

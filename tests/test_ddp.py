@@ -3,11 +3,10 @@ gradient accumulation (the same 4 micro-batches per step, split 2 + 2 instead of
 (the same val batches, shared out)."""
 import os
 import re
-import subprocess
 import sys
 
 import pytest
-from helpers import ROOT, tiny_flags
+from helpers import ROOT, run_command, tiny_flags
 
 # This file's tiny run: helpers.tiny_flags with these changes.
 TINY = dict(n_layer=2, total_batch_size=256, max_steps=4, warmup_steps=2, max_lr=1e-3, max_new_tokens=4,
@@ -19,9 +18,9 @@ PEAK = 1e9  # a made-up GPU peak, FLOP/s, for the MFU printed (tests/fakes.py gi
 
 def run(launcher, data, log_dir):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=ROOT, FAKE_PEAK_FLOPS=str(PEAK))
-    out = subprocess.run([*launcher, os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"),
-                          "--data", data, "--log_dir", str(log_dir), *tiny_flags(**TINY)],
-                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    out = run_command([*launcher, os.path.join(ROOT, "tests", "fakes.py"), os.path.join(ROOT, "train_gpt2.py"),
+                       "--data", data, "--log_dir", str(log_dir), *tiny_flags(**TINY)],
+                      cwd=ROOT, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return out.stdout
 
@@ -63,10 +62,9 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(shakespeare
 def test_a_batch_the_world_size_cannot_divide_is_refused_before_any_work(shakespeare, tmp_path):
     bad = tiny_flags(**{**TINY, "total_batch_size": 192})  # 192 = 3 * 2 * 32: fine for one process, not for two
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                          os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir", str(tmp_path),
-                          *bad], cwd=ROOT, env=env,
-                         capture_output=True, text=True, timeout=300)
+    out = run_command([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                       os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir", str(tmp_path),
+                       *bad], cwd=ROOT, env=env, timeout=300)
     assert out.returncode != 0
     assert "is not a multiple of batch_size * seq_len * processes = 2 * 32 * 2 = 128" in out.stdout + out.stderr
     assert "using device" in out.stdout and "autocast dtype" not in out.stdout  # refused before building anything

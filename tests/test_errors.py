@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
-from helpers import tiny_flags
+from helpers import run_command, tiny_flags
 
 import plumbing
 import train_gpt2
@@ -269,7 +269,6 @@ def test_reading_a_checkpoint_copies_none_of_it_into_the_processs_memory(tmp_pat
     # need 150 GB of a machine's memory at once. Memory-mapped, its tensors are the file's pages (page cache, shared
     # by the machine's processes) until they are used: reading it adds no anonymous memory to the process, however
     # many processes there are. Measured in a fresh process: RssAnon before and after plumbing.read_checkpoint.
-    import subprocess
     import sys
     import types
 
@@ -288,7 +287,7 @@ def test_reading_a_checkpoint_copies_none_of_it_into_the_processs_memory(tmp_pat
             "before = anon()\n"
             "checkpoint = plumbing.read_checkpoint(sys.argv[1])\n"
             "print(anon() - before, sum(t.numel() for t in checkpoint['model'].values()))\n")
-    out = subprocess.run([sys.executable, "-c", code, path], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = run_command([sys.executable, "-c", code, path], cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     added, n_weights = (int(x) for x in out.stdout.split())
     assert n_weights == sum(p.numel() for p in model.state_dict().values())  # it did read the tensors

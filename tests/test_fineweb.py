@@ -7,7 +7,6 @@ import json
 import os
 import random
 import shutil
-import subprocess
 import sys
 
 import numpy as np
@@ -15,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import tiktoken
+from helpers import run_command
 
 import fineweb
 
@@ -231,7 +231,7 @@ def test_user_mistakes_give_a_clear_message(tmp_path, make_args, message):
 def test_importing_does_nothing():
     code = "import sys, fineweb; assert fineweb._enc is None and 'datasets' not in sys.modules"
     root = os.path.dirname(os.path.abspath(fineweb.__file__))
-    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    result = run_command([sys.executable, "-c", code], cwd=root, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
 

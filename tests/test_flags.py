@@ -4,12 +4,11 @@ never a run that does nothing. Numbers are refused as they are parsed, paths bef
 import json
 import os
 import shutil
-import subprocess
 import sys
 import traceback
 
 import pytest
-from helpers import ROOT, tiny_flags, write_hellaswag
+from helpers import ROOT, run_command, tiny_flags, write_hellaswag
 
 import fineweb
 import hellaswag
@@ -127,8 +126,8 @@ def test_the_scripts_themselves_exit_with_the_message_alone(script, paths):
     # The rows above run main() in this process; here each script runs as a user runs it, on one bad value.
     argv = {"train_gpt2.py": ["--batch_size", "0"], "fineweb.py": ["--workers", "0"],
             "hellaswag.py": ["-m", paths["checkpoint"], "--limit", "0"], "sample.py": ["--temperature", "0"]}[script]
-    out = subprocess.run([sys.executable, os.path.join(ROOT, script), *argv], capture_output=True, text=True,
-                         cwd=paths["tmp"], timeout=120)
+    out = run_command([sys.executable, os.path.join(ROOT, script), *argv],
+                      cwd=paths["tmp"], timeout=120)
     assert out.returncode == 2
     assert f"error: argument {argv[-2]}: 0 is not a " in out.stderr
     assert "Traceback" not in out.stderr

@@ -9,12 +9,11 @@ of this file itself before a GPU is lent, not a test of anything CUDA does.
 """
 import os
 import shutil
-import subprocess
 import sys
 
 import pytest
 import torch
-from helpers import ROOT, tiny_flags
+from helpers import ROOT, run_command, tiny_flags
 
 import plumbing
 from train_gpt2 import GPT, GPTConfig, DataLoaderLite, forward_backward
@@ -61,8 +60,8 @@ def train(log_dir, data, flags, torchrun=True):
     """train_gpt2.py as a command line (under torchrun: one process): (exit status, what it printed)."""
     launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"] if torchrun \
         else [sys.executable]
-    out = subprocess.run([*launcher, os.path.join(ROOT, "train_gpt2.py"), "--data", data, "--log_dir", str(log_dir),
-                          *flags], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = run_command([*launcher, os.path.join(ROOT, "train_gpt2.py"), "--data", data, "--log_dir", str(log_dir),
+                       *flags], cwd=ROOT, timeout=300)
     return out.returncode, out.stdout + out.stderr
 
 

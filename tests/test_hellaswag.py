@@ -7,14 +7,13 @@ loaded from the same directory, each example packed into one row.
 import argparse
 import json
 import os
-import subprocess
 import sys
 import urllib.error
 
 import pytest
 import tiktoken
 import torch
-from helpers import tiny_flags
+from helpers import run_command, tiny_flags
 from torch.nn import functional as F
 
 import hellaswag
@@ -484,7 +483,7 @@ def test_import_has_no_side_effects(tmp_path):
     env["PYTHONPATH"] = os.path.dirname(os.path.abspath(hellaswag.__file__))
     code = ("import sys, hellaswag, tiktoken.registry; assert 'gpt2' not in tiktoken.registry.ENCODINGS; "
             "assert 'transformers' not in sys.modules and 'train_gpt2' not in sys.modules")
-    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    result = run_command([sys.executable, "-c", code], cwd=tmp_path, env=env, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "" and result.stderr == ""
     assert os.listdir(tmp_path) == []

@@ -2,10 +2,9 @@
 back. With a circle, `python train_gpt2.py` would load the script twice (as __main__ and as train_gpt2), and two
 different GPT classes would live in one process."""
 import os
-import subprocess
 import sys
 
-from helpers import ROOT, tiny_flags, write_hellaswag
+from helpers import ROOT, run_command, tiny_flags, write_hellaswag
 
 TINY = tiny_flags(max_steps=1, hellaswag=None, hellaswag_limit=2)
 
@@ -24,8 +23,7 @@ def test_training_with_hellaswag_creates_one_gpt_class(shakespeare, tmp_path):
     argv = [os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir", str(tmp_path / "log"),
             "--hellaswag", "--hellaswag_dir", str(tmp_path / "hellaswag"), *TINY]
     env = dict(os.environ, PYTHONPATH=ROOT)
-    out = subprocess.run([sys.executable, "-c", DRIVER, *argv], cwd=tmp_path, env=env, capture_output=True,
-                         text=True, timeout=300)
+    out = run_command([sys.executable, "-c", DRIVER, *argv], cwd=tmp_path, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "HellaSwag acc_norm" in out.stdout  # the evaluation ran
     assert out.stdout.splitlines()[-1] == "GPT classes: 1 | train_gpt2 imported: False"
@@ -33,7 +31,7 @@ def test_training_with_hellaswag_creates_one_gpt_class(shakespeare, tmp_path):
 
 def test_hellaswag_and_fineweb_import_without_the_training_script():
     code = "import sys, hellaswag, fineweb; print('train_gpt2' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    out = run_command([sys.executable, "-c", code], cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 import torch
-from helpers import ROOT, tiny_flags
+from helpers import ROOT, kill_tree, run_command, tiny_flags
 
 import train_gpt2
 
@@ -71,20 +71,25 @@ def test_a_run_killed_with_sigkill_resumes_in_a_new_process_to_the_straight_run(
     args = ["--data", shakespeare, *TINY, "--max_steps", "60", "--checkpoint_interval", "20"]
     killed = tmp_path / "killed"
     command = [sys.executable, os.path.join(ROOT, "train_gpt2.py"), "--log_dir", str(killed), *args]
-    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 300
-    while run.poll() is None and time.monotonic() < deadline:
-        # "21 train" is logged after the checkpoint at step 20 and one more step: the kill lands after a
-        # checkpoint, with log lines past it that the resumed run must drop and redo.
-        if os.path.exists(killed / "log.txt") and "\n21 train" in read(killed / "log.txt"):
-            run.send_signal(signal.SIGKILL)
-            break
-        time.sleep(0.005)
+    run = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                           start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while run.poll() is None and time.monotonic() < deadline:
+            # "21 train" is logged after the checkpoint at step 20 and one more step: the kill lands after a
+            # checkpoint, with log lines past it that the resumed run must drop and redo.
+            if os.path.exists(killed / "log.txt") and "\n21 train" in read(killed / "log.txt"):
+                run.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.005)
+    finally:  # the moment never came (or the test was stopped): the run must not go on without it
+        if run.poll() is None:
+            kill_tree(run.pid)
     _, stderr = run.communicate(timeout=60)
     assert run.returncode == -signal.SIGKILL, f"the run ended before it was killed (rc {run.returncode}): {stderr}"
     assert not os.path.exists(killed / "model_00060.pt")
 
-    resumed = subprocess.run([*command, "--resume", "auto"], cwd=tmp_path, capture_output=True, text=True)
+    resumed = run_command([*command, "--resume", "auto"], cwd=tmp_path, timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert "resum" in resumed.stdout.lower()
 
