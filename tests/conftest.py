@@ -1,4 +1,5 @@
-"""Shared test setup: make the repository root importable (train_gpt2, fineweb, hellaswag)."""
+"""Shared test setup: make the repository root importable (train_gpt2, fineweb, hellaswag), and fail a test that
+leaves a process running."""
 import os
 import sys
 
@@ -7,6 +8,55 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 import pytest  # noqa: E402
+
+
+def pytest_configure(config):
+    """Make this process the subreaper of what the tests start (Linux): a process whose parent ended (torchrun's
+    workers, their launcher killed) becomes this process's child, not init's, so that left_running finds it."""
+    if sys.platform == "linux":
+        import ctypes
+        PR_SET_CHILD_SUBREAPER = 36  # <linux/prctl.h>
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+# Helpers that serve this process until it ends, started by the first test that needs them: not left behind by a
+# test. multiprocessing's (fineweb.py's Pool) and torch.compile's pool of compile workers (on some torch versions).
+SERVERS = ("from multiprocessing.resource_tracker import", "from multiprocessing.forkserver import",
+           "torch/_inductor/compile_worker")
+
+
+@pytest.fixture(autouse=True)
+def left_running():
+    """After each test: no process it started may still run. One that does is killed, and the test fails."""
+    yield
+    from helpers import kill_tree, processes_under
+    running = {}
+    for pid in processes_under(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                zombie = f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            with open(f"/proc/{pid}/cmdline") as f:
+                command = f.read().replace("\0", " ").strip()
+        except OSError:
+            continue  # it ended meanwhile
+        if zombie:  # ended, and an orphan handed to this process: reap it
+            try:
+                os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                pass
+        elif command:
+            running[pid] = command
+    servers = [pid for pid, command in running.items() if any(server in command for server in SERVERS)]
+    serving = set(servers).union(*(processes_under(pid) for pid in servers))
+    left = [f"{pid}: {command[:200]}" for pid, command in running.items() if pid not in serving]
+    for entry in left:
+        pid = int(entry.split(":")[0])
+        kill_tree(pid)
+        try:
+            os.waitpid(pid, 0)  # its exit status, so that it does not stay a zombie
+        except ChildProcessError:
+            pass  # not this process's child: its own parent reaps it
+    assert not left, "the test left these processes running (now killed):\n" + "\n".join(left)
 
 
 @pytest.fixture(scope="session")
