@@ -1,8 +1,10 @@
 """Device selection: auto-detection and clear refusals."""
+import os
+
 import pytest
 import torch
 
-from plumbing import InputError, pick_device
+from plumbing import InputError, pick_autocast_dtype, pick_device
 
 
 def test_auto_picks_an_available_device():
@@ -31,12 +33,19 @@ def test_unknown_device_is_refused_clearly():
 
 
 def test_autocast_dtype_choice():
-    from plumbing import pick_autocast_dtype
     assert pick_autocast_dtype("float32", "cpu") is None
     assert pick_autocast_dtype("bfloat16", "cpu") is torch.bfloat16
     assert pick_autocast_dtype("float16", "cpu") is torch.float16
     assert pick_autocast_dtype("auto", "mps") is None
-    native_bf16 = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+
+
+def test_dtype_auto_on_this_cpu_follows_its_flags():
+    # The kernel's list of this CPU's instructions is the reference, not torch's private checks that the code asks.
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("no /proc/cpuinfo to read this CPU's flags from")
+    with open("/proc/cpuinfo") as f:
+        flags = {flag for line in f if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
+    native_bf16 = "avx512_bf16" in flags or "amx_tile" in flags
     assert pick_autocast_dtype("auto", "cpu") is (torch.bfloat16 if native_bf16 else None)
 
 
