@@ -1,6 +1,6 @@
 """The README's lecture map stays true: every chapter of the video appears once, in order, each time link opens the
 video at its own time, and every short commit hash in the README and in docs/HISTORY.md (the history and the errata)
-names a commit of this repository."""
+names a commit of this repository; the table of torch versions starts at requirements.txt's floor and holds CI's."""
 import os
 import re
 import subprocess
@@ -120,3 +120,17 @@ def test_the_quick_start_is_one_command_that_train_gpt2_accepts():
     args = parse_args(argv)
     assert (args.data, args.hellaswag, args.n_layer, args.n_embd, args.max_steps) == ("input.txt", False, 4, 128, 500)
     assert args.total_batch_size == args.batch_size * args.seq_len  # one micro-step per optimizer step
+
+
+def test_the_versions_table_names_the_floor_and_ci_s_torch():
+    # The table of torch versions the suite passed on starts at the floor requirements.txt states and holds the
+    # version .ci/run pins, so that raising either without measuring it again fails here.
+    rows = re.findall(r"^\| (\d+\.\d+\.\d+) \| (CPU|CUDA [\d.]+) \|", readme(), re.MULTILINE)
+    with open(os.path.join(ROOT, "requirements.txt")) as f:
+        floor = re.search(r"^torch>=(\d+\.\d+)$", f.read(), re.MULTILINE).group(1)
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        pinned = re.search(r"pip install --quiet torch==(\S+)$", f.read(), re.MULTILINE).group(1)
+    versions = [version for version, _ in rows]
+    assert versions[0] in (floor, floor + ".0")
+    assert (pinned, "CPU") in rows
+    assert versions == sorted(versions, key=lambda v: tuple(map(int, v.split("."))))
