@@ -108,6 +108,12 @@ def this_machine():
     return f"node {os.environ.get('GROUP_RANK', '0')} ({socket.gethostname()})"
 
 
+def print0(*args, **kwargs):
+    """print, from the master process only (rank 0, or a run without torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(*args, **kwargs, flush=True)
+
+
 def stop_if_any_failed(error, ddp):
     """Every process passes None, or a message saying what went wrong on it. If any process has a message, every
     process stops with it, naming the machines where it happened (each machine prints it once): none is left
@@ -250,6 +256,23 @@ def device_name(text):
     return text
 
 
+def flags_problem(args):
+    """None, or what is wrong with parsed flags that do not go together (each was checked alone as it was
+    parsed), and what to do."""
+    if args.n_embd % args.n_head != 0:
+        return (f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}: each head gets an equal "
+                "share of the channels; pick values that divide")
+    if args.init_from == "scratch" and args.seq_len > args.block_size:
+        return (f"--seq_len {args.seq_len} is longer than the model's context --block_size {args.block_size}; "
+                "lower --seq_len or raise --block_size")
+    if args.min_lr > args.max_lr:
+        return (f"--min_lr {args.min_lr} is above --max_lr {args.max_lr}: the cosine decays from max_lr down to "
+                "min_lr; lower --min_lr")
+    if 0 < args.max_steps < args.warmup_steps:
+        return (f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the learning rate "
+                "would never reach its peak; lower --warmup_steps")
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # Paths, checked before any work: each returns None, or what is wrong (naming the flag) and what to do.
 
@@ -321,6 +344,18 @@ def hf_load_error(name_or_path, e, openai_models):
         what = "could not be read as a directory written by GPT2LMHeadModel.save_pretrained"
     reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
     return InputError(f"{name_or_path}: {what} ({type(e).__name__}: {reason})")
+
+
+def export_hf(load, init_from, out_dir):
+    """--export_hf DIR: write the --init_from model (loaded by `load`, GPT.load) as a HuggingFace directory, and nothing
+    else."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return  # under torchrun, one process writes
+    if problem := new_folder_problem("--export_hf", out_dir):
+        raise InputError(problem)
+    model = load_named_by("--init_from", load, init_from)
+    write_folder(out_dir, model.save_pretrained)
+    print0(f"wrote {out_dir}/: load it with GPT2LMHeadModel.from_pretrained({out_dir!r})")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -399,7 +434,7 @@ def lock_folder(flag, path):
 
 
 # ----------------------------------------------------------------------------------------------------------------------
-# Downloads, checked
+# Downloads, checked, and a training run's files fetched once per machine
 
 
 # Tiny Shakespeare, the char-rnn corpus (1,115,394 bytes); fetched on first use, never committed.
@@ -461,6 +496,24 @@ def fetch_tiny_shakespeare(path="input.txt"):
     elif sha256_of(path) != TINY_SHAKESPEARE_SHA256:
         raise InputError(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
                          "to download it again, or, if it is your own text, give it another name and pass --data")
+
+
+def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp, download_hellaswag):
+    """A training run's files, before any work: check the paths it reads and writes (log_dir: None on the processes
+    that do not write it; hellaswag_dir: None without HellaSwag), fetch tiny Shakespeare and HellaSwag's val set
+    (download_hellaswag: hellaswag.download, passed in so that this file imports nothing of the project) once per
+    machine, by its local rank 0, while the other processes wait, and lock log_dir for this run. A problem on any
+    process stops them all with its message."""
+    stop_if_any_failed(paths_problem(data, log_dir, hellaswag_dir), ddp)
+
+    def fetch():
+        if os.path.basename(data) == "input.txt":
+            fetch_tiny_shakespeare(data)
+        if hellaswag_dir:
+            download_hellaswag("val", hellaswag_dir)
+    run_or_stop_all(ddp, fetch, where=local_rank == 0)
+    check_same_data(data, ddp)  # each machine reads its own copy
+    run_or_stop_all(ddp, lock_folder, "--log_dir", log_dir, where=log_dir is not None)  # one run
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -608,6 +661,28 @@ def collapsed_scale_message(step, scale, log_dir):
             f"the run stops here. The checkpoints in {log_dir}/ are all from before it and untouched: continue from "
             "the last one with --resume auto in --dtype bfloat16 (where the GPU has it) or float32, or with a lower "
             "--max_lr; or pass --skip_nonfinite to skip such steps instead of stopping")
+
+
+def skipped_step(step, loss, norm, scale, skip_nonfinite, log_dir, log):
+    """Whether the step just taken was skipped (loss, norm and float16's loss scale, or None: floats read after it).
+    Under float16 a step whose gradients overflowed (a finite loss, an inf or NaN norm) was skipped by the scaler as
+    designed, which lowered its scale: logged, and the run goes on. A NaN or inf loss or norm otherwise, or a scale
+    fallen below 1, stops the run, or with --skip_nonfinite is logged as skipped. All processes see the same numbers."""
+    if math.isfinite(loss) and (scale is None or scale >= 1):
+        if math.isfinite(norm):
+            return False
+        if scale is not None:
+            print0(f"step {step:5d} | loss {loss:.6f} | the gradients overflowed float16: step skipped by the scaler, "
+                   f"loss scale now {scale:g} ({log.counts['overflow'] + 1} skipped in all)")
+            log.write(f"{step} overflow {scale:g}")
+            return True
+    if not skip_nonfinite:
+        raise RunError(collapsed_scale_message(step, scale, log_dir) if math.isfinite(loss) and
+                                math.isfinite(norm) else nonfinite_message(step, f"loss {loss}, gradient norm "
+                                                                                    f"{norm}", log_dir))
+    print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
+    log.write(f"{step} skipped {loss}")
+    return True
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -811,6 +886,13 @@ class Log:
         except OSError as e:  # a line cut short is dropped by a resume, like any line after its checkpoint
             self.error = (f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
                           "before are intact: free some space and continue with --resume auto")
+
+
+def report(step, kind, label, value, log, ddp):
+    """Print an evaluation's result and append it to log.txt; if the log could not be written, stop every process."""
+    print0(f"step {step:5d} | {label} {value:.4f}")
+    log.write(f"{step} {kind} {value:.4f}")
+    stop_if_any_failed(log.error, ddp)
 
 
 # ----------------------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import hellaswag
 import plumbing
+from plumbing import print0  # print, from rank 0 only
 
 # Shape letters used in the comments below: B batch, T time (sequence position), C channels (n_embd),
 # nh number of heads, hs head size (C // nh), V vocabulary size.
@@ -534,12 +535,6 @@ def setup_distributed(requested_device):
     return ddp, rank, local_rank, world_size, device, device_type
 
 
-def print0(*args, **kwargs):
-    """print, from the master process only (rank 0, or a run without torchrun)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(*args, **kwargs, flush=True)
-
-
 # ----------------------------------------------------------------------------------------------------------------------
 # Main
 
@@ -637,18 +632,8 @@ def parse_args(argv=None):
     for name, value in plumbing.derived_flags(args.total_batch_size, args.max_lr).items():
         if getattr(args, name) is None:  # left out: follows the total batch, or max_lr
             setattr(args, name, value)
-    if args.n_embd % args.n_head != 0:
-        parser.error(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}: each head gets an equal "
-                     "share of the channels; pick values that divide")
-    if args.init_from == "scratch" and args.seq_len > args.block_size:
-        parser.error(f"--seq_len {args.seq_len} is longer than the model's context --block_size {args.block_size}; "
-                     "lower --seq_len or raise --block_size")
-    if args.min_lr > args.max_lr:
-        parser.error(f"--min_lr {args.min_lr} is above --max_lr {args.max_lr}: the cosine decays from max_lr down to "
-                     "min_lr; lower --min_lr")
-    if 0 < args.max_steps < args.warmup_steps:
-        parser.error(f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the learning rate "
-                     "would never reach its peak; lower --warmup_steps")
+    if problem := plumbing.flags_problem(args):  # flags that do not go together
+        parser.error(problem)
     return args
 
 
@@ -679,74 +664,17 @@ def load_run(args, world_size, ddp):
     return model, checkpoint
 
 
-def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp):
-    """Before any work: check the paths the run reads and writes (log_dir: None on the processes that do not write
-    it; hellaswag_dir: None without HellaSwag), fetch tiny Shakespeare and HellaSwag's val set once per machine (by
-    its local rank 0) while the other processes wait, and lock log_dir for this run. A problem on any process stops
-    them all with its message."""
-    plumbing.stop_if_any_failed(plumbing.paths_problem(data, log_dir, hellaswag_dir), ddp)
-
-    def fetch():
-        if os.path.basename(data) == "input.txt":
-            plumbing.fetch_tiny_shakespeare(data)
-        if hellaswag_dir:
-            hellaswag.download("val", hellaswag_dir)
-    plumbing.run_or_stop_all(ddp, fetch, where=local_rank == 0)
-    plumbing.check_same_data(data, ddp)  # each machine reads its own copy
-    plumbing.run_or_stop_all(ddp, plumbing.lock_folder, "--log_dir", log_dir, where=log_dir is not None)  # one run
-
-
-def export_hf(init_from, out_dir):
-    """--export_hf DIR: write the --init_from model as a HuggingFace directory, and nothing else."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        return  # under torchrun, one process writes
-    if problem := plumbing.new_folder_problem("--export_hf", out_dir):
-        raise plumbing.InputError(problem)
-    model = plumbing.load_named_by("--init_from", GPT.load, init_from)
-    plumbing.write_folder(out_dir, model.save_pretrained)
-    print0(f"wrote {out_dir}/: load it with GPT2LMHeadModel.from_pretrained({out_dir!r})")
-
-
-def report(step, kind, label, value, log, ddp):
-    """Print an evaluation's result and append it to log.txt; if the log could not be written, stop every process."""
-    print0(f"step {step:5d} | {label} {value:.4f}")
-    log.write(f"{step} {kind} {value:.4f}")
-    plumbing.stop_if_any_failed(log.error, ddp)
-
-
-def skipped(step, loss, norm, scale, skip_nonfinite, log_dir, log):
-    """Whether the step just taken was skipped (loss, norm and float16's loss scale, or None: floats read after it).
-    Under float16 a step whose gradients overflowed (a finite loss, an inf or NaN norm) was skipped by the scaler as
-    designed, which lowered its scale: logged, and the run goes on. A NaN or inf loss or norm otherwise, or a scale
-    fallen below 1, stops the run, or with --skip_nonfinite is logged as skipped. All processes see the same numbers."""
-    if math.isfinite(loss) and (scale is None or scale >= 1):
-        if math.isfinite(norm):
-            return False
-        if scale is not None:
-            print0(f"step {step:5d} | loss {loss:.6f} | the gradients overflowed float16: step skipped by the scaler, "
-                   f"loss scale now {scale:g} ({log.counts['overflow'] + 1} skipped in all)")
-            log.write(f"{step} overflow {scale:g}")
-            return True
-    if not skip_nonfinite:
-        raise plumbing.RunError(plumbing.collapsed_scale_message(step, scale, log_dir) if math.isfinite(loss) and
-                                math.isfinite(norm) else plumbing.nonfinite_message(step, f"loss {loss}, gradient norm "
-                                                                                    f"{norm}", log_dir))
-    print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
-    log.write(f"{step} skipped {loss}")
-    return True
-
-
 @plumbing.command_line  # on return, destroys the process group as the lecture does; an InputError ends with its message
 def main(argv=None):
     args = parse_args(argv)
     if args.export_hf:
-        return export_hf(args.init_from, args.export_hf)
+        return plumbing.export_hf(GPT.load, args.init_from, args.export_hf)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
     args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
     if args.max_steps > 0:  # before any work: a wrong path costs seconds
-        prepare_files(args.data, args.log_dir if master_process else None,
-                      args.hellaswag_dir if args.hellaswag else None, local_rank, ddp)
+        plumbing.prepare_files(args.data, args.log_dir if master_process else None,
+                               args.hellaswag_dir if args.hellaswag else None, local_rank, ddp, hellaswag.download)
     T = args.seq_len
     grad_accum_steps_for(args.total_batch_size, args.batch_size, T, world_size)  # checked before any work
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
@@ -804,7 +732,7 @@ def main(argv=None):
             loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
                 raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args.log_dir))
-            report(step, "val", "val loss", loss_val, log, ddp)
+            plumbing.report(step, "val", "val loss", loss_val, log, ddp)
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = plumbing.checkpoint_path(args.log_dir, step)
                 plumbing.run_or_stop_all(ddp, plumbing.save_checkpoint, path, raw_model, step, loss_val, args,
@@ -813,7 +741,7 @@ def main(argv=None):
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,
                                           args.hellaswag_limit, args.hellaswag_batch_size)
-            report(step, "hella", "HellaSwag acc_norm", acc_norm, log, ddp)
+            plumbing.report(step, "hella", "HellaSwag acc_norm", acc_norm, log, ddp)
         if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
             with plumbing.autocast(device_type, amp_dtype):  # uncompiled: the length changes at every token
                 texts = sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed)
@@ -846,7 +774,7 @@ def main(argv=None):
             plumbing.stop_if_any_failed(log.error, ddp)
         if asked:
             stopping = plumbing.signal_of_any(stop.signum, ddp)
-        if skipped(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
+        if plumbing.skipped_step(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
             continue
         dt = time.perf_counter() - t0
         mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together
