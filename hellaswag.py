@@ -46,9 +46,10 @@ import tiktoken
 import torch
 from torch.nn import functional as F
 
-import plumbing
-from plumbing import (InputError, RunError, autocast, command_line, device_name, folder_problem, full_float32,
-                      load_named_by, pick_autocast_dtype, pick_device, whole_number)
+from plumbing import files
+from plumbing.cli import InputError, RunError, command_line, device_name, load_named_by, whole_number
+from plumbing.files import folder_problem
+from plumbing.hardware import autocast, full_float32, pick_autocast_dtype, pick_device
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
 SPLITS = ("train", "val", "test")
@@ -72,7 +73,7 @@ def download(split, data_dir="hellaswag"):
         return path
     url = DATA_URL.format(split=split)
     try:
-        plumbing.download(url, path)
+        files.download(url, path)
     except OSError as e:  # URLError, timeouts, refused connections, a download cut short
         raise RunError(f"could not download HellaSwag {split} from {url}: {e}\n"
                          f"If this machine is offline, download that file elsewhere and put it at {path}") from e

@@ -14,7 +14,8 @@ import time
 
 import tiktoken
 
-from plumbing import command_line, device_name, load_named_by, pick_device, real_number, synchronize, whole_number
+from plumbing.cli import command_line, device_name, load_named_by, real_number, whole_number
+from plumbing.hardware import pick_device, synchronize
 from train_gpt2 import GPT, sample
 
 

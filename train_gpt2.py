@@ -2,7 +2,7 @@
 GPT-2 (124M) from scratch, in one file: the model, the data loader, the learning-rate schedule and the training loop.
 
 Read it top to bottom: model -> data -> learning rate -> training step -> evaluation -> distributed set-up -> main().
-What is not the recipe (checkpoint files, resume, input checks, device probes, presets) is in plumbing.py.
+What is not the recipe (checkpoint files, resume, input checks, device probes, presets) is in plumbing/.
 """
 import argparse
 import contextlib
@@ -23,8 +23,8 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import hellaswag
-import plumbing
-from plumbing import print0  # print, from rank 0 only
+from plumbing import checkpoints, cli, datafiles, hardware, huggingface, nonfinite, presets, processes, runlog
+from plumbing.processes import print0  # print, from rank 0 only
 
 # Shape letters used in the comments below: B batch, T time (sequence position), C channels (n_embd),
 # nh number of heads, hs head size (C // nh), V vocabulary size.
@@ -234,14 +234,14 @@ class GPT(nn.Module):
         """OpenAI's weights (OPENAI_MODELS) or a directory written by transformers' GPT2LMHeadModel.save_pretrained, in
         our module tree; the shape comes from the checkpoint's config."""
         if name_or_path not in cls.OPENAI_MODELS and not os.path.isdir(name_or_path):
-            raise plumbing.InputError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or "
+            raise cli.InputError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or "
                                       "a directory written by GPT2LMHeadModel.save_pretrained")
         from transformers import GPT2LMHeadModel  # imported here: training from scratch does not need transformers
 
         try:
             hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
         except Exception as e:  # no network, no weights in the directory, a damaged file, ...
-            raise plumbing.hf_load_error(name_or_path, e, cls.OPENAI_MODELS) from None
+            raise huggingface.hf_load_error(name_or_path, e, cls.OPENAI_MODELS) from None
         hf = hf_model.config
         config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
                            n_head=hf.n_head, n_embd=hf.n_embd)
@@ -250,7 +250,7 @@ class GPT(nn.Module):
         # The HF model also carries the attention mask as a buffer in older versions; it is not a weight.
         sd_hf = {k: v for k, v in hf_model.state_dict().items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         if set(sd) != set(sd_hf):
-            raise plumbing.InputError(f"{name_or_path}: not a GPT-2 checkpoint; missing "
+            raise cli.InputError(f"{name_or_path}: not a GPT-2 checkpoint; missing "
                                       f"{sorted(set(sd) - set(sd_hf))}, unexpected {sorted(set(sd_hf) - set(sd))}")
         with torch.no_grad():
             for name, tensor in sd_hf.items():
@@ -283,17 +283,17 @@ class GPT(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path):
-        """A model saved by plumbing.save_checkpoint(), and the checkpoint's other contents (step, val_loss, args)."""
-        checkpoint = plumbing.read_checkpoint(path)
+        """A model saved by checkpoints.save_checkpoint, and the checkpoint's other contents (step, val_loss, args)."""
+        checkpoint = checkpoints.read_checkpoint(path)
         model = cls(GPTConfig(**checkpoint["config"]))
-        plumbing.check_weights_fit(path, checkpoint["config"], model.state_dict(), checkpoint["model"])
+        checkpoints.check_weights_fit(path, checkpoint["config"], model.state_dict(), checkpoint["model"])
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint
 
     @classmethod
     def load(cls, name_or_path):
         """A model_STEP.pt checkpoint of this script, an OpenAI model or a save_pretrained directory. What cannot be
-        loaded raises a plumbing.InputError (a ValueError) that says why."""
+        loaded raises a cli.InputError (a ValueError) that says why."""
         if name_or_path.endswith(".pt"):
             return cls.from_checkpoint(name_or_path)[0]
         return cls.from_pretrained(name_or_path)
@@ -306,7 +306,7 @@ class GPT(nn.Module):
 def load_tokens(path):
     """A shard written by fineweb.py, memory-mapped: its uint16 tokens stay on disk (and in the page cache, shared by
     the processes of a machine); only each batch's slice is read and turned into int64."""
-    return plumbing.open_shard(path, mmap_mode="r")
+    return datafiles.open_shard(path, mmap_mode="r")
 
 
 class DataLoaderLite:
@@ -326,15 +326,15 @@ class DataLoaderLite:
         self.shuffle, self.seed = shuffle, seed
         self.vocab_size = vocab_size  # if given, every shard is checked against it as it is loaded
         if os.path.isdir(data):
-            self.shards = plumbing.shard_paths(data, split)
+            self.shards = datafiles.shard_paths(data, split)
             total = sum(len(load_tokens(path)) for path in self.shards)  # reads headers only
         else:
             enc = tiktoken.get_encoding("gpt2")
-            tokens = np.array(enc.encode_ordinary(plumbing.read_text(data)), dtype=np.uint16)
+            tokens = np.array(enc.encode_ordinary(datafiles.read_text(data)), dtype=np.uint16)
             n_val = len(tokens) // 10
             self.shards = [tokens[:-n_val] if split == "train" else tokens[-n_val:]]  # one in-memory "shard"
             total = len(self.shards[0])
-        plumbing.check_enough_tokens(total, B * T * world_size + 1, split, data)
+        datafiles.check_enough_tokens(total, B * T * world_size + 1, split, data)
         self.reset()
 
     def reset(self):
@@ -344,7 +344,7 @@ class DataLoaderLite:
     def enter(self, epoch, k, carry):
         """Start reading shard k of `epoch`, after the `carry` tokens left over from the shard before it."""
         self.epoch, self.shard, self.carry = epoch, k, len(carry)
-        self.tokens = plumbing.TokenStream([carry, *self.shard_pieces(epoch, k)])
+        self.tokens = datafiles.TokenStream([carry, *self.shard_pieces(epoch, k)])
         self.position = self.B * self.T * self.rank
 
     def next_batch(self):
@@ -374,10 +374,10 @@ class DataLoaderLite:
         i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
         shard = self.shards[i]
         tokens = load_tokens(shard) if isinstance(shard, str) else shard
-        plumbing.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
+        datafiles.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
         if not self.shuffle:
             return [tokens]
-        bounds = [0, *plumbing.token_positions(tokens, EOT_TOKEN), len(tokens)]  # a piece split off the shard before:
+        bounds = [0, *datafiles.token_positions(tokens, EOT_TOKEN), len(tokens)]  # a piece split off the shard before:
         docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]  # a document of its own
         order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
         return [docs[j] for j in order]
@@ -394,7 +394,7 @@ class DataLoaderLite:
                 "round_start": self.position - self.B * self.T * self.rank}
 
     def load_state_dict(self, state):
-        before = plumbing.TokenStream(self.shard_pieces(state["epoch"], state["shard"] - 1) if state["carry"] else [])
+        before = datafiles.TokenStream(self.shard_pieces(state["epoch"], state["shard"] - 1) if state["carry"] else [])
         self.enter(state["epoch"], state["shard"], carry=before[len(before) - state["carry"]:])
         self.position = state["round_start"] + self.B * self.T * self.rank
 
@@ -421,7 +421,7 @@ def get_lr(step, max_lr, min_lr, warmup_steps, max_steps):
 
 def grad_accum_steps_for(total_batch_size, B, T, world_size):
     """How many micro-batches of B x T tokens each of world_size processes runs per optimizer step."""
-    plumbing.check_total_batch(total_batch_size, B, T, world_size)
+    cli.check_total_batch(total_batch_size, B, T, world_size)
     return total_batch_size // (B * T * world_size)
 
 
@@ -439,7 +439,7 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
         # once per micro-step: no_sync() skips it until the last micro-step, whose backward averages the sums.
         last = micro_step == grad_accum_steps - 1
         with model.no_sync() if isinstance(model, DDP) and not last else contextlib.nullcontext():
-            with plumbing.autocast(device_type, amp_dtype):
+            with hardware.autocast(device_type, amp_dtype):
                 loss = model(x, y)[1]  # not the (B, T, V) logits: kept through backward(), 6.6 GB at B = 64 in bf16
             # Each micro-step's loss is divided by grad_accum_steps: backward() *adds* into .grad, and we want the
             # gradient of the mean over the whole batch, not of the sum of the micro-batch means.
@@ -474,7 +474,7 @@ def val_loss(model, loader, steps, device, device_type, amp_dtype, rank=0, world
         x, y = loader.next_batch()
         if i % world_size != rank:
             continue
-        with plumbing.autocast(device_type, amp_dtype):
+        with hardware.autocast(device_type, amp_dtype):
             loss = model(x.to(device), y.to(device))[1]
         total += torch.stack((loss.float(), torch.ones((), device=device)))
     if world_size > 1:
@@ -486,8 +486,8 @@ def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, data_dir, lim
     """HellaSwag acc_norm on data_dir's val split (its first `limit` examples; None: all), the examples dealt out across
     processes and the counts summed, scored by hellaswag.py's evaluate(), as `python hellaswag.py` does. Pass the
     uncompiled model: every batch of examples has its own length, and a compiled one would recompile for each."""
-    # Not a collective: a process that finds a damaged file must stop the others (plumbing.run_or_stop_all).
-    counts = plumbing.run_or_stop_all(world_size > 1, hellaswag.evaluate, model, device=device, split="val",
+    # Not a collective: a process that finds a damaged file must stop the others (processes.run_or_stop_all).
+    counts = processes.run_or_stop_all(world_size > 1, hellaswag.evaluate, model, device=device, split="val",
                                       data_dir=data_dir, rank=rank, world_size=world_size, limit=limit,
                                       autocast_dtype=amp_dtype, batch_size=batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
@@ -518,19 +518,19 @@ def setup_distributed(requested_device):
     ddp = "RANK" in os.environ
     rank, local_rank, world_size = (int(os.environ.get(k, default)) for k, default in
                                     (("RANK", 0), ("LOCAL_RANK", 0), ("WORLD_SIZE", 1)))
-    device, device_type = plumbing.pick_device(requested_device)
+    device, device_type = hardware.pick_device(requested_device)
     if ddp and device_type == "mps":
-        raise plumbing.InputError("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or "
+        raise cli.InputError("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or "
                                   "--device cpu")
     if ddp and device_type == "cuda":
-        device = plumbing.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
+        device = processes.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
     if device_type == "cuda" and torch.device(device).index is not None:  # what torch.cuda's calls look at
         torch.cuda.set_device(device)
     if ddp:  # NCCL moves CUDA tensors GPU to GPU; gloo moves CPU ones, such as the messages of plumbing's checks
         dist.init_process_group("cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo",
-                                timeout=plumbing.COLLECTIVE_TIMEOUT)
+                                timeout=processes.COLLECTIVE_TIMEOUT)
         if device_type == "cuda":
-            plumbing.stop_if_any_failed(plumbing.shared_gpu_problem(device), ddp)
+            processes.stop_if_any_failed(processes.shared_gpu_problem(device), ddp)
     print0(f"using device: {device}, {world_size} process(es)")
     return ddp, rank, local_rank, world_size, device, device_type
 
@@ -540,17 +540,17 @@ def setup_distributed(requested_device):
 
 
 def parse_args(argv=None):
-    # --model is read first, alone: its preset's numbers (plumbing.MODEL_PRESETS) become the defaults of the recipe's
+    # --model is read first, alone: its preset's numbers (presets.MODEL_PRESETS) become the defaults of the recipe's
     # flags below, so that a flag left out gets the preset's value and --help shows them.
     model_flag = argparse.ArgumentParser(add_help=False)
     model_flag.add_argument("--model", default="gpt2")
-    preset = plumbing.preset_flags(model_flag.parse_known_args(argv)[0].model)
-    derived = plumbing.derived_flags(preset["total_batch_size"], preset["max_lr"])  # for --help
+    preset = presets.preset_flags(model_flag.parse_known_args(argv)[0].model)
+    derived = presets.derived_flags(preset["total_batch_size"], preset["max_lr"])  # for --help
     parser = argparse.ArgumentParser(
         description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
                     "recipe on FineWeb-Edu; see the README for a small run on a CPU.")
     # Numbers are checked as they are parsed: a value out of range is refused at once, naming the flag and the range.
-    positive, count = plumbing.whole_number(1), plumbing.whole_number(0)
+    positive, count = cli.whole_number(1), cli.whole_number(0)
     parser.add_argument("--data", default="edu_fineweb10B",
                         help="a directory of shards written by fineweb.py, or a text file (its last 10%% of tokens "
                              "is the val split); input.txt is tiny Shakespeare, downloaded on first use")
@@ -558,14 +558,14 @@ def parse_args(argv=None):
                         help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, ...), a directory written by "
                              "save_pretrained, or a model_STEP.pt checkpoint (its weights; the step starts afresh)")
     # The model and the recipe: the defaults of the flags below are those of the --model preset.
-    parser.add_argument("--model", default="gpt2", choices=list(plumbing.MODEL_PRESETS),
+    parser.add_argument("--model", default="gpt2", choices=list(presets.MODEL_PRESETS),
                         help="the size to train from scratch; its preset gives the defaults below (see them with "
                              "--model NAME --help)")
     parser.add_argument("--n_layer", type=positive, help="transformer blocks (default: %(default)s)")
     parser.add_argument("--n_head", type=positive, help="attention heads per block (default: %(default)s)")
     parser.add_argument("--n_embd", type=positive, help="width of the residual stream (default: %(default)s)")
     parser.add_argument("--block_size", type=positive, help="longest context the model can see (default: %(default)s)")
-    parser.add_argument("--vocab_size", type=plumbing.whole_number(GPT2_VOCAB_SIZE), default=50304,
+    parser.add_argument("--vocab_size", type=cli.whole_number(GPT2_VOCAB_SIZE), default=50304,
                         help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
                              "matmul kernels handle faster (default: %(default)s)")
     parser.add_argument("--batch_size", type=positive,
@@ -580,16 +580,16 @@ def parse_args(argv=None):
     parser.add_argument("--warmup_steps", type=count,
                         help=f"steps of linear learning-rate warmup (default: {derived['warmup_steps']}: 375M tokens' "
                              "worth, as in GPT-3; both follow --total_batch_size)")
-    parser.add_argument("--max_lr", type=plumbing.real_number(0),
+    parser.add_argument("--max_lr", type=cli.real_number(0),
                         help="peak learning rate, after warmup (default: %(default)s, GPT-3 paper's table 2.1)")
-    parser.add_argument("--min_lr", type=plumbing.real_number(0, above=False),
+    parser.add_argument("--min_lr", type=cli.real_number(0, above=False),
                         help=f"learning rate at the end of the decay (default: {derived['min_lr']:g}: 0.1 * --max_lr)")
-    parser.add_argument("--weight_decay", type=plumbing.real_number(0, above=False), default=0.1,
+    parser.add_argument("--weight_decay", type=cli.real_number(0, above=False), default=0.1,
                         help="AdamW weight decay of matmul weights and embeddings (default: %(default)s, as GPT-3)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
                         help="read the train shards, and each one's documents, in a new seeded order each epoch")
     # Speed
-    parser.add_argument("--device", default="auto", type=plumbing.device_name,
+    parser.add_argument("--device", default="auto", type=cli.device_name,
                         help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
     parser.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "float16"],
                         help="autocast dtype of the forward pass (float16 with a gradient scaler); auto: bfloat16 "
@@ -598,7 +598,7 @@ def parse_args(argv=None):
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="torch.compile the model (default: on for CUDA and CPU, off for MPS and on Windows)")
     # Evaluation, sampling, checkpoints
-    parser.add_argument("--seed", type=plumbing.whole_number(0, 2**64 - 1), default=42,
+    parser.add_argument("--seed", type=cli.whole_number(0, 2**64 - 1), default=42,
                         help="the run's random seed: the initial weights, the order of --shuffle, the samples")
     parser.add_argument("--log_dir", default="log", help="where log.txt (and checkpoints) are written")
     parser.add_argument("--eval_interval", type=positive, default=250,
@@ -629,10 +629,10 @@ def parse_args(argv=None):
     parser.set_defaults(**preset)
     args = parser.parse_args(argv, argparse.Namespace(batch_size=None))  # None: left out, so the run may lower it
     args.batch_size_left_out, args.batch_size = args.batch_size is None, args.batch_size or preset["batch_size"]
-    for name, value in plumbing.derived_flags(args.total_batch_size, args.max_lr).items():
+    for name, value in presets.derived_flags(args.total_batch_size, args.max_lr).items():
         if getattr(args, name) is None:  # left out: follows the total batch, or max_lr
             setattr(args, name, value)
-    if problem := plumbing.flags_problem(args):  # flags that do not go together
+    if problem := cli.flags_problem(args):  # flags that do not go together
         parser.error(problem)
     return args
 
@@ -640,47 +640,47 @@ def parse_args(argv=None):
 def load_run(args, world_size, ddp):
     """The model to train (its shape from the flags, or --init_from's), and with --resume the checkpoint to continue
     from (else None)."""
-    path = plumbing.checkpoint_to_resume(args.resume, args.log_dir, ddp) if args.resume else None
+    path = checkpoints.checkpoint_to_resume(args.resume, args.log_dir, ddp) if args.resume else None
     if args.resume == "auto" and path is None:
         print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
     checkpoint = None
     # Every process loads the model from its own machine's files: if one cannot, every process stops.
     if path is not None:
-        model, checkpoint = plumbing.run_or_stop_all(ddp, plumbing.load_named_by, "--resume", GPT.from_checkpoint, path)
-        plumbing.check_same_checkpoint(path, checkpoint["step"], ddp)
+        model, checkpoint = processes.run_or_stop_all(ddp, cli.load_named_by, "--resume", GPT.from_checkpoint, path)
+        checkpoints.check_same_checkpoint(path, checkpoint["step"], ddp)
         if args.batch_size_left_out:  # that run's, which it found to fit
             args.batch_size = checkpoint["args"]["batch_size"]
         same = {name: getattr(args, name) for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle")}
-        plumbing.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches
+        checkpoints.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches
         print0(f"resuming from {path} at step {checkpoint['step']}")
     elif args.init_from != "scratch":
-        model = plumbing.run_or_stop_all(ddp, plumbing.load_named_by, "--init_from", GPT.load, args.init_from)
+        model = processes.run_or_stop_all(ddp, cli.load_named_by, "--init_from", GPT.load, args.init_from)
     else:
         model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                               n_head=args.n_head, n_embd=args.n_embd))
     if args.max_steps > 0 and args.seq_len > model.config.block_size:  # a loaded model's context is known only now
-        raise plumbing.InputError(f"--seq_len {args.seq_len} is longer than the model's context of "
+        raise cli.InputError(f"--seq_len {args.seq_len} is longer than the model's context of "
                                   f"{model.config.block_size} tokens; lower --seq_len")
     return model, checkpoint
 
 
-@plumbing.command_line  # on return, destroys the process group as the lecture does; an InputError ends with its message
+@cli.command_line  # on return, destroys the process group as the lecture does; an InputError ends with its message
 def main(argv=None):
     args = parse_args(argv)
     if args.export_hf:
-        return plumbing.export_hf(GPT.load, args.init_from, args.export_hf)
+        return huggingface.export_hf(GPT.load, args.init_from, args.export_hf)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
     args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
     if args.max_steps > 0:  # before any work: a wrong path costs seconds
-        plumbing.prepare_files(args.data, args.log_dir if master_process else None,
+        datafiles.prepare_files(args.data, args.log_dir if master_process else None,
                                args.hellaswag_dir if args.hellaswag else None, local_rank, ddp, hellaswag.download)
     T = args.seq_len
     grad_accum_steps_for(args.total_batch_size, args.batch_size, T, world_size)  # checked before any work
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
     if device_type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32: fp32 matmuls on tensor cores, several times faster
-    amp_dtype, why = plumbing.autocast_choice(args.dtype, device_type)
+    amp_dtype, why = hardware.autocast_choice(args.dtype, device_type)
     # float16's 5 exponent bits (the lecture's road not taken, 1:39:38): small gradients would round to zero, so the
     # loss is scaled up before backward and the gradients back down before the step, and a step whose gradients
     # overflow is skipped and the scale lowered. bf16 has float32's range and needs none: the scaler then does nothing.
@@ -695,7 +695,7 @@ def main(argv=None):
             print0(">", text)
         return
     raw_model = model  # the plain module, for what must not go through the compiled graph
-    if plumbing.use_compile(args.compile, device_type):
+    if hardware.use_compile(args.compile, device_type):
         model = torch.compile(model)  # fuses the work between matmuls into few kernels, skips Python overhead
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
@@ -704,7 +704,7 @@ def main(argv=None):
     B = args.batch_size
     if device_type == "cuda":  # one forward and backward of the micro-batch must fit the GPU: tried, halved if not
         adamw_bytes = 8 * sum(p.numel() for p in raw_model.parameters())  # its two moments, made at the first step
-        B = plumbing.micro_batch_that_fits(model, B, T, device, amp_dtype, adamw_bytes, ddp,
+        B = hardware.micro_batch_that_fits(model, B, T, device, amp_dtype, adamw_bytes, ddp,
                                            given=not args.batch_size_left_out or resume is not None)
     val_steps = args.val_steps * args.batch_size // B  # a smaller micro-batch: more val batches, the same tokens
     args.batch_size = B  # saved in checkpoints
@@ -718,11 +718,11 @@ def main(argv=None):
     optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
     for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
         print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
-    start_step = plumbing.restore_run(resume, optimizer, train_loader, scaler) if resume else 0
-    log = plumbing.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
+    start_step = checkpoints.restore_run(resume, optimizer, train_loader, scaler) if resume else 0
+    log = runlog.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
     flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
-    peak = plumbing.peak_flops(device_type, amp_dtype)  # the tensor cores' peak for the dtype the run computes in
-    stop, stopping = plumbing.StopRequests(), None  # Ctrl-C, SIGTERM: stopping is the signal, once all processes know
+    peak = hardware.peak_flops(device_type, amp_dtype)  # the tensor cores' peak for the dtype the run computes in
+    stop, stopping = processes.StopRequests(), None  # Ctrl-C, SIGTERM: stopping is the signal, once all processes know
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
     for step in range(start_step, args.max_steps + 1):
         last_step = step == args.max_steps
@@ -731,26 +731,26 @@ def main(argv=None):
         if fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due:
             loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
-                raise plumbing.RunError(plumbing.nonfinite_message(step, f"val loss {loss_val}", args.log_dir))
-            plumbing.report(step, "val", "val loss", loss_val, log, ddp)
+                raise cli.RunError(nonfinite.nonfinite_message(step, f"val loss {loss_val}", args.log_dir))
+            runlog.report(step, "val", "val loss", loss_val, log, ddp)
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
-                path = plumbing.checkpoint_path(args.log_dir, step)
-                plumbing.run_or_stop_all(ddp, plumbing.save_checkpoint, path, raw_model, step, loss_val, args,
+                path = checkpoints.checkpoint_path(args.log_dir, step)
+                processes.run_or_stop_all(ddp, checkpoints.save_checkpoint, path, raw_model, step, loss_val, args,
                                          optimizer, train_loader, scaler, where=master_process)
                 print0(f"step {step:5d} | saved {path}")
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,
                                           args.hellaswag_limit, args.hellaswag_batch_size)
-            plumbing.report(step, "hella", "HellaSwag acc_norm", acc_norm, log, ddp)
+            runlog.report(step, "hella", "HellaSwag acc_norm", acc_norm, log, ddp)
         if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
-            with plumbing.autocast(device_type, amp_dtype):  # uncompiled: the length changes at every token
+            with hardware.autocast(device_type, amp_dtype):  # uncompiled: the length changes at every token
                 texts = sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed)
             for text in texts:
                 print0(f"step {step:5d} | sample: {text!r}")
         if stopping and not last_step:  # asked to stop: after the step before this one, and its checkpoint above
             print0(f"stopped by {signal.Signals(stopping).name} after step {step - 1}; checkpoint {path}: continue "
                    "with --resume auto")
-            raise plumbing.Stopped(stopping)
+            raise cli.Stopped(stopping)
         if last_step:
             break
         t0 = time.perf_counter()
@@ -766,15 +766,15 @@ def main(argv=None):
         norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         for group in optimizer.param_groups:
             group["lr"] = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
-        plumbing.step_if_finite(optimizer, stats[0], norm, scaler)  # NaN or inf must not reach the weights
-        plumbing.synchronize(device_type)
+        nonfinite.step_if_finite(optimizer, stats[0], norm, scaler)  # NaN or inf must not reach the weights
+        hardware.synchronize(device_type)
         (loss, failed, asked), norm = stats.tolist(), norm.item()  # read from the device once, now the step is done
         scale = scaler.get_scale() if scaler.is_enabled() else None  # float16's loss scale after this step
         if failed:
-            plumbing.stop_if_any_failed(log.error, ddp)
+            processes.stop_if_any_failed(log.error, ddp)
         if asked:
-            stopping = plumbing.signal_of_any(stop.signum, ddp)
-        if plumbing.skipped_step(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
+            stopping = processes.signal_of_any(stop.signum, ddp)
+        if nonfinite.skipped_step(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
             continue
         dt = time.perf_counter() - t0
         mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together

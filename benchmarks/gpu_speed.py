@@ -5,7 +5,7 @@ same way, in one sitting. Each step is B = 16 x T = 1024 tokens, the lecture's P
 took 1000, 333, 300, 130, 96, 93 and 90 ms), on tiny Shakespeare. A last row runs the newest commit with its
 default micro-batch, B = 64, on shards made from the same text (its loader needs a val split of at least one
 batch). Everything a run writes goes to a temporary folder. MFU is against the GPU's dense bf16 peak
-(plumbing.PEAK_TFLOPS), float32 rows too.
+(plumbing.hardware.PEAK_TFLOPS), float32 rows too.
 
     python benchmarks/gpu_speed.py            # about 10 minutes; prints a markdown table for BENCHMARKS.md
     python benchmarks/gpu_speed.py --quick    # one run of 8 steps per row: the table in a few minutes
@@ -54,10 +54,10 @@ def main():
         raise SystemExit("benchmarks/gpu_speed.py measures a CUDA GPU, and torch sees none on this machine; run it "
                          "where there is one, or run benchmarks/cpu_speed.py to measure this CPU")
     sys.path.insert(0, ROOT)
-    import plumbing
+    from plumbing import files, hardware
     from train_gpt2 import GPT, GPTConfig
     if args.device == "cuda":
-        name, peak = torch.cuda.get_device_name(), plumbing.peak_flops("cuda")
+        name, peak = torch.cuda.get_device_name(), hardware.peak_flops("cuda")
         shape, T, lecture_B, newest_B = dict(n_layer=12, n_head=12, n_embd=768), 1024, 16, 64
     else:  # the rows' logic only: a tiny model, uncompiled (the compile rows would spend minutes compiling)
         name, peak = "CPU (a logic check, not a measurement)", None
@@ -65,7 +65,7 @@ def main():
     model = [f"--{k}={v}" for k, v in shape.items()] + ["--seq_len", str(T)]
     data = os.path.abspath(args.data)
     if os.path.basename(data) == "input.txt":
-        plumbing.fetch_tiny_shakespeare(data)
+        files.fetch_tiny_shakespeare(data)
 
     steps = STEPS + [BASELINE]
     if subprocess.run(["git", "rev-parse", "--verify", "-q", "HEAD"], cwd=ROOT, capture_output=True).returncode:

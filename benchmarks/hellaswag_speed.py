@@ -36,8 +36,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 import hellaswag  # noqa: E402  (after the path is set: benchmarks/ is not the repository root)
 from cpu_speed import matmul_flops  # noqa: E402  (benchmarks/cpu_speed.py, beside this file)
-import plumbing  # noqa: E402
-from plumbing import autocast  # noqa: E402
+from plumbing.datafiles import read_text  # noqa: E402
+from plumbing.hardware import autocast  # noqa: E402
 from train_gpt2 import GPT, GPTConfig  # noqa: E402
 
 VAL_EXAMPLES = 10042  # HellaSwag's val split, to turn a rate into the time of a full evaluation
@@ -101,7 +101,7 @@ def main():
                         help="examples per forward pass of the batched setting")
     args = parser.parse_args()
 
-    tokens = tiktoken.get_encoding("gpt2").encode_ordinary(plumbing.read_text(args.text))
+    tokens = tiktoken.get_encoding("gpt2").encode_ordinary(read_text(args.text))
     examples = synthetic_examples(tokens, args.rounds * args.per_round + 1)
     torch.manual_seed(1337)
     gpt = GPT(GPTConfig()).eval()

@@ -62,7 +62,7 @@ def left_running():
 @pytest.fixture(scope="session")
 def shakespeare():
     """Path of tiny Shakespeare at the repository root: downloaded on first use (CI copies it in), checksum checked."""
-    from plumbing import fetch_tiny_shakespeare
+    from plumbing.files import fetch_tiny_shakespeare
     path = os.path.join(ROOT, "input.txt")
     fetch_tiny_shakespeare(path)
     return path

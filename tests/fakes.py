@@ -72,10 +72,11 @@ def fake_cuda(setattr, gpus, uuids=None, name="NVIDIA H100 80GB HBM3", capabilit
     import torch.distributed as dist
     from torch.nn.parallel import DistributedDataParallel
 
-    import plumbing
+    import plumbing.hardware
+    import plumbing.processes
     uuids = uuids or [f"GPU-fake-{i}" for i in range(gpus)]
     calls, current = [], [0]
-    real_gpu_of, real_init = plumbing.gpu_of, dist.init_process_group
+    real_gpu_of, real_init = plumbing.processes.gpu_of, dist.init_process_group
 
     def index(device):
         return 0 if device is None else device if isinstance(device, int) else torch.device(device).index or 0
@@ -95,9 +96,10 @@ def fake_cuda(setattr, gpus, uuids=None, name="NVIDIA H100 80GB HBM3", capabilit
                 raise RuntimeError("CUDA error: invalid device ordinal")
             super().__init__(module, **kwargs)
 
-    setattr(plumbing, "pick_device", lambda requested="auto": (
+    setattr(plumbing.hardware, "pick_device", lambda requested="auto": (
         "cpu" if requested in ("auto", "cuda") else requested.replace("cuda", "cpu"), "cuda"))
-    setattr(plumbing, "gpu_of", lambda local_rank, visible: real_gpu_of(local_rank, visible).replace("cuda", "cpu"))
+    setattr(plumbing.processes, "gpu_of",
+            lambda local_rank, visible: real_gpu_of(local_rank, visible).replace("cuda", "cpu"))
     setattr(torch.cuda, "device_count", lambda: gpus)
     setattr(torch.cuda, "set_device", set_device)
     setattr(torch.cuda, "current_device", lambda: current[0])
@@ -128,13 +130,13 @@ def fake_cuda(setattr, gpus, uuids=None, name="NVIDIA H100 80GB HBM3", capabilit
 if __name__ == "__main__":
     urllib.request.urlopen = urlopen
     if os.environ.get("FAKE_PEAK_FLOPS"):
-        import plumbing
-        plumbing.peak_flops = lambda device_type, dtype=None: float(os.environ["FAKE_PEAK_FLOPS"])
+        import plumbing.hardware
+        plumbing.hardware.peak_flops = lambda device_type, dtype=None: float(os.environ["FAKE_PEAK_FLOPS"])
     if os.environ.get("FAKE_FULL_LOG_AFTER"):  # a disk that is full after that many lines of log.txt
         import builtins
         import errno
 
-        import plumbing
+        import plumbing.runlog
         appended = []
 
         def open_(path, mode="r", *args, **kwargs):
@@ -143,7 +145,7 @@ if __name__ == "__main__":
                 if len(appended) > int(os.environ["FAKE_FULL_LOG_AFTER"]):
                     raise OSError(errno.ENOSPC, "No space left on device")
             return builtins.open(path, mode, *args, **kwargs)
-        plumbing.open = open_  # the name plumbing's code finds before the builtin
+        plumbing.runlog.open = open_  # the name plumbing's code finds before the builtin
     rows = os.environ.get("FAKE_GPU_ROWS")  # "16", or one number per local rank: "32,16"
     rows = int(rows.split(",")[int(os.environ["LOCAL_RANK"]) % len(rows.split(","))]) if rows else None
     if os.environ.get("FAKE_CUDA") == "own":

@@ -16,7 +16,7 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-T, P = "train_gpt2.py", "plumbing.py"
+T, P = "train_gpt2.py", "plumbing/presets.py"
 GPT2_ROW = '"gpt2": (12, 12, 768, 1024, 2**19, 6e-4, 64)'
 
 
@@ -67,7 +67,7 @@ MUTATIONS = [
     ("the lr of this step", T, 'group["lr"] = get_lr(step,', 'group["lr"] = get_lr(step + 1,'),
     ("zero_grad", T, "        optimizer.zero_grad()\n", ""),
     ("float16: unscale before clipping", T, "        scaler.unscale_(optimizer)  #", "        pass  #"),
-    ("the step itself", T, "        plumbing.step_if_finite(optimizer, stats[0], norm, scaler)", "        pass"),
+    ("the step itself", T, "        nonfinite.step_if_finite(optimizer, stats[0], norm, scaler)", "        pass"),
     ("mean over processes", T, "        t /= world_size\n", ""),
     ("val batches follow the micro-batch", T, "val_steps = args.val_steps * args.batch_size // B",
      "val_steps = args.val_steps"),

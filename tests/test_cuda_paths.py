@@ -10,7 +10,9 @@ import pytest
 import torch
 from helpers import ROOT, run_command, tiny_flags
 
-import plumbing
+import plumbing.cli
+import plumbing.hardware
+import plumbing.processes
 import train_gpt2
 
 TINY = tiny_flags(device=None, total_batch_size=128, max_steps=4, val_steps=2, eval_interval=2, checkpoint_interval=2,
@@ -36,7 +38,7 @@ def test_a_fake_cuda_run_computes_what_a_cpu_run_computes(fake_cuda, shakespeare
     assert ("matmul_precision", "high") in fake_cuda  # TF32
     assert ("synchronize",) in fake_cuda and "MFU" in out  # timed to the GPU's end, against the H100's peak
     with pytest.MonkeyPatch.context() as undo:
-        undo.setattr(plumbing, "pick_device", lambda requested="auto": ("cpu", "cpu"))
+        undo.setattr(plumbing.hardware, "pick_device", lambda requested="auto": ("cpu", "cpu"))
         train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cpu"), "--device", "cpu", *TINY])
     assert read(tmp_path / "cuda" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
 
@@ -66,13 +68,13 @@ def test_checkpoints_neither_save_nor_restore_a_gpu_rng_state(fake_cuda, shakesp
                                                       (5, 1, "cuda:0"), (0, 1, "cuda:0")])
 def test_each_process_takes_its_own_gpu_or_the_only_one_it_sees(local_rank, visible, gpu):
     # visible == 1 with local rank 5: SLURM's --gpus-per-task=1 shows each process its own GPU as cuda:0.
-    assert plumbing.gpu_of(local_rank, visible) == gpu
+    assert plumbing.processes.gpu_of(local_rank, visible) == gpu
 
 
 def test_more_processes_than_gpus_is_refused():
-    with pytest.raises(plumbing.InputError,
+    with pytest.raises(plumbing.cli.InputError,
                        match="local rank 8 has no GPU of its own: its process sees 8 GPUs; start at most"):
-        plumbing.gpu_of(8, 8)
+        plumbing.processes.gpu_of(8, 8)
 
 
 def setup_on(monkeypatch, requested, visible, env):
@@ -87,8 +89,8 @@ def setup_on(monkeypatch, requested, visible, env):
     monkeypatch.setattr(torch.cuda, "set_device", lambda device: calls.append(("set_device", str(device))))
     monkeypatch.setattr(train_gpt2.dist, "init_process_group",
                         lambda backend, timeout: calls.append(("init", backend)))
-    monkeypatch.setattr(plumbing, "shared_gpu_problem", lambda device: calls.append(("shared?", device)))
-    monkeypatch.setattr(plumbing, "stop_if_any_failed", lambda error, ddp: None)
+    monkeypatch.setattr(plumbing.processes, "shared_gpu_problem", lambda device: calls.append(("shared?", device)))
+    monkeypatch.setattr(plumbing.processes, "stop_if_any_failed", lambda error, ddp: None)
     return train_gpt2.setup_distributed(requested), calls
 
 
@@ -121,10 +123,10 @@ def test_dtype_auto_is_bf16_where_the_gpu_has_it_natively_else_float16_on_tensor
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    assert plumbing.autocast_choice("auto", "cuda") == (dtype, f"auto: {name}, compute capability "
+    assert plumbing.hardware.autocast_choice("auto", "cuda") == (dtype, f"auto: {name}, compute capability "
                                                                f"{capability[0]}.{capability[1]}, {why}")
-    assert plumbing.pick_autocast_dtype("bfloat16", "cuda") is torch.bfloat16  # asked for: given
-    assert plumbing.pick_autocast_dtype("float16", "cuda") is torch.float16
+    assert plumbing.hardware.pick_autocast_dtype("bfloat16", "cuda") is torch.bfloat16  # asked for: given
+    assert plumbing.hardware.pick_autocast_dtype("float16", "cuda") is torch.float16
 
 
 @pytest.mark.parametrize("name, model", [
@@ -140,8 +142,8 @@ def test_dtype_auto_is_bf16_where_the_gpu_has_it_natively_else_float16_on_tensor
     ("NVIDIA GeForce RTX 4090 Laptop GPU", None), ("NVIDIA GeForce RTX 4090 D", None),
     ("NVIDIA GeForce RTX 3090 Ti", None), ("Quadro RTX 6000", None), ("NVIDIA RTX 6000 Ada Generation", None)])
 def test_a_gpus_peak_is_looked_up_by_its_whole_model_name(name, model):
-    assert plumbing.gpu_model(name) == model
-    assert model is None or model in plumbing.PEAK_TFLOPS
+    assert plumbing.hardware.gpu_model(name) == model
+    assert model is None or model in plumbing.hardware.PEAK_TFLOPS
 
 
 @pytest.mark.parametrize("name, dtype, peak", [
@@ -150,8 +152,8 @@ def test_a_gpus_peak_is_looked_up_by_its_whole_model_name(name, model):
     ("NVIDIA A10G", torch.float16, 70e12), ("NVIDIA GeForce RTX 4090", torch.bfloat16, 165.2e12)])
 def test_peak_flops_of_the_current_gpu_for_the_runs_dtype(monkeypatch, name, dtype, peak):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
-    assert plumbing.peak_flops("cuda", dtype) == pytest.approx(peak)
-    assert plumbing.peak_flops("cpu", dtype) is None
+    assert plumbing.hardware.peak_flops("cuda", dtype) == pytest.approx(peak)
+    assert plumbing.hardware.peak_flops("cpu", dtype) is None
 
 
 def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one_process_torchrun, shakespeare,
@@ -163,20 +165,20 @@ def test_a_fake_cuda_run_under_torchrun_asks_for_nccl_and_its_gpu(fake_cuda, one
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cuda"), "--device", "cuda", *TINY])
     asked = {call[0]: call[1:] for call in fake_cuda if call[0] in ("init", "DDP")}
     # NCCL for CUDA tensors, gloo for CPU ones (the checks' messages), and a timeout that outlasts a long checkpoint
-    assert asked["init"] == ("cpu:gloo,cuda:nccl", plumbing.COLLECTIVE_TIMEOUT)
-    assert plumbing.COLLECTIVE_TIMEOUT.total_seconds() >= 20 * 60
+    assert asked["init"] == ("cpu:gloo,cuda:nccl", plumbing.processes.COLLECTIVE_TIMEOUT)
+    assert plumbing.processes.COLLECTIVE_TIMEOUT.total_seconds() >= 20 * 60
     assert asked["DDP"] == ([0], {"gradient_as_bucket_view": True})  # .grad: views into DDP's buckets, no copy
     assert not dist.is_initialized()
     for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE"):
         monkeypatch.delenv(key)
-    monkeypatch.setattr(plumbing, "pick_device", lambda requested="auto": ("cpu", "cpu"))
+    monkeypatch.setattr(plumbing.hardware, "pick_device", lambda requested="auto": ("cpu", "cpu"))
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "cpu"), "--device", "cpu", *TINY])
     assert read(tmp_path / "cuda" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
 
 
 def test_compile_is_on_by_default_on_cuda():
-    assert plumbing.use_compile(None, "cuda") and not plumbing.use_compile(False, "cuda")
-    assert not plumbing.use_compile(None, "mps")
+    assert plumbing.hardware.use_compile(None, "cuda") and not plumbing.hardware.use_compile(False, "cuda")
+    assert not plumbing.hardware.use_compile(None, "mps")
 
 
 def torchrun(log_dir, data, nproc, fake_cuda=None):

@@ -7,9 +7,10 @@ import pytest
 import tiktoken
 import torch
 
-import plumbing
+import plumbing.cli
+import plumbing.files
 import train_gpt2
-from plumbing import fetch_tiny_shakespeare
+from plumbing.files import fetch_tiny_shakespeare
 
 
 def tokens_of(path):
@@ -22,21 +23,21 @@ class FakeResponse(io.BytesIO):
     headers = {}
 
     def geturl(self):
-        return plumbing.TINY_SHAKESPEARE_URL
+        return plumbing.files.TINY_SHAKESPEARE_URL
 
 
 def test_an_existing_wrong_file_is_refused_and_kept(tmp_path):
     path = tmp_path / "input.txt"
     path.write_text("not Shakespeare")
-    with pytest.raises(plumbing.InputError, match="is not tiny Shakespeare"):
+    with pytest.raises(plumbing.cli.InputError, match="is not tiny Shakespeare"):
         fetch_tiny_shakespeare(str(path))
     assert path.read_text() == "not Shakespeare"  # the user's file is left alone
 
 
 def test_a_download_with_the_wrong_checksum_leaves_no_file(tmp_path, monkeypatch):
-    monkeypatch.setattr(plumbing.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"tampered"))
+    monkeypatch.setattr(plumbing.files.urllib.request, "urlopen", lambda url, timeout: FakeResponse(b"tampered"))
     path = tmp_path / "input.txt"
-    with pytest.raises(plumbing.RunError, match="wrong sha256"):
+    with pytest.raises(plumbing.cli.RunError, match="wrong sha256"):
         fetch_tiny_shakespeare(str(path))
     assert os.listdir(tmp_path) == []
 
@@ -44,8 +45,8 @@ def test_a_download_with_the_wrong_checksum_leaves_no_file(tmp_path, monkeypatch
 def test_a_failed_download_leaves_no_file(tmp_path, monkeypatch):
     def offline(url, timeout):
         raise OSError("network is unreachable")
-    monkeypatch.setattr(plumbing.urllib.request, "urlopen", offline)
-    with pytest.raises(plumbing.RunError, match="download it by hand"):
+    monkeypatch.setattr(plumbing.files.urllib.request, "urlopen", offline)
+    with pytest.raises(plumbing.cli.RunError, match="download it by hand"):
         fetch_tiny_shakespeare(str(tmp_path / "input.txt"))
     assert os.listdir(tmp_path) == []
 
@@ -53,7 +54,7 @@ def test_a_failed_download_leaves_no_file(tmp_path, monkeypatch):
 def test_a_good_download_is_kept(tmp_path, monkeypatch, shakespeare):
     with open(shakespeare, "rb") as f:
         real = f.read()
-    monkeypatch.setattr(plumbing.urllib.request, "urlopen", lambda url, timeout: FakeResponse(real))
+    monkeypatch.setattr(plumbing.files.urllib.request, "urlopen", lambda url, timeout: FakeResponse(real))
     path = tmp_path / "input.txt"
     fetch_tiny_shakespeare(str(path))
     assert path.read_bytes() == real
@@ -82,7 +83,7 @@ def test_loader_walks_the_tokens_in_order_and_wraps_around(tmp_path):
 def test_loader_refuses_text_shorter_than_one_batch(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("too short")
-    with pytest.raises(plumbing.InputError, match="fewer than one batch"):
+    with pytest.raises(plumbing.cli.InputError, match="fewer than one batch"):
         train_gpt2.DataLoaderLite(4, 64, data=str(path))
 
 
@@ -169,7 +170,7 @@ def test_val_split_reads_the_val_shard_and_reset_starts_over(tmp_path):
 
 
 def test_no_shards_of_the_split_is_a_clear_error(tmp_path):
-    with pytest.raises(plumbing.InputError, match="run 'python fineweb.py' first, or pass --data input.txt"):
+    with pytest.raises(plumbing.cli.InputError, match="run 'python fineweb.py' first, or pass --data input.txt"):
         train_gpt2.DataLoaderLite(2, 8, split="train", data=str(tmp_path))
 
 

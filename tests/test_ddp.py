@@ -13,7 +13,7 @@ TINY = dict(n_layer=2, total_batch_size=256, max_steps=4, warmup_steps=2, max_lr
             eval_interval=2, val_steps=3)
 
 
-PEAK = 1e9  # a made-up GPU peak, FLOP/s, for the MFU printed (tests/fakes.py gives it to plumbing.peak_flops)
+PEAK = 1e9  # a made-up GPU peak, FLOP/s, for the MFU printed (tests/fakes.py gives it to plumbing.hardware.peak_flops)
 
 
 def run(launcher, data, log_dir):

@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from plumbing import InputError, pick_autocast_dtype, pick_device
+from plumbing.cli import InputError
+from plumbing.hardware import pick_autocast_dtype, pick_device
 
 
 def test_auto_picks_an_available_device():
@@ -53,7 +54,7 @@ def test_dtype_auto_on_this_cpu_follows_its_flags():
                                                      (False, False, None)])
 def test_dtype_auto_on_each_kind_of_cpu(monkeypatch, avx512_bf16, amx, dtype):
     # bf16 where the CPU has bf16 instructions; float32 where bf16 would be emulated (slower); never float16 on a CPU.
-    from plumbing import autocast_choice
+    from plumbing.hardware import autocast_choice
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16, raising=False)
     monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx, raising=False)
     chosen, why = autocast_choice("auto", "cpu")
@@ -62,7 +63,7 @@ def test_dtype_auto_on_each_kind_of_cpu(monkeypatch, avx512_bf16, amx, dtype):
 
 
 def test_bf16_autocast_loss_is_close_to_float32():
-    from plumbing import autocast
+    from plumbing.hardware import autocast
     from train_gpt2 import GPT, GPTConfig
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=64, vocab_size=512, n_layer=2, n_head=2, n_embd=64))

@@ -1,4 +1,4 @@
-"""Bad input and faults: each gives one clear message that says what to do (a plumbing.RunError from the library,
+"""Bad input and faults: each gives one clear message that says what to do (a plumbing.cli.RunError from the library,
 which the command lines print alone, without a traceback), and nothing already written is lost. The table in
 RELIABILITY.md lists these cases."""
 import os
@@ -9,7 +9,9 @@ import pytest
 import torch
 from helpers import run_command, tiny_flags
 
-import plumbing
+import plumbing.checkpoints
+import plumbing.cli
+import plumbing.files
 import train_gpt2
 from train_gpt2 import GPT, GPTConfig, DataLoaderLite, parse_args
 
@@ -25,14 +27,14 @@ def shard_dir(tmp_path, train_tokens):
 # --- data -----------------------------------------------------------------------------------------------------------
 
 def test_a_shard_of_the_wrong_dtype(tmp_path):
-    with pytest.raises(plumbing.InputError, match="holds a 1-D array of uint16 token ids, this file holds int32"):
+    with pytest.raises(plumbing.cli.InputError, match="holds a 1-D array of uint16 token ids, this file holds int32"):
         DataLoaderLite(2, 8, data=shard_dir(tmp_path, np.arange(200, dtype=np.int32)))
 
 
 def test_a_shard_that_is_not_npy(tmp_path):
     shard_dir(tmp_path, np.arange(200, dtype=np.uint16))
     (tmp_path / "edufineweb_train_000001.npy").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(plumbing.InputError, match="not a readable .npy shard.*python fineweb.py"):
+    with pytest.raises(plumbing.cli.InputError, match="not a readable .npy shard.*python fineweb.py"):
         DataLoaderLite(2, 8, data=str(tmp_path))
 
 
@@ -40,26 +42,26 @@ def test_a_truncated_shard(tmp_path):
     shard_dir(tmp_path, np.arange(200, dtype=np.uint16))
     path = tmp_path / "edufineweb_train_000001.npy"
     path.write_bytes(path.read_bytes()[:150])
-    with pytest.raises(plumbing.InputError, match="not a readable .npy shard"):
+    with pytest.raises(plumbing.cli.InputError, match="not a readable .npy shard"):
         DataLoaderLite(2, 8, data=str(tmp_path))
 
 
 @pytest.mark.parametrize("size", [0, 10])
 def test_an_empty_or_too_short_split(tmp_path, size):
-    with pytest.raises(plumbing.InputError, match="fewer than one batch"):
+    with pytest.raises(plumbing.cli.InputError, match="fewer than one batch"):
         DataLoaderLite(2, 8, data=shard_dir(tmp_path, np.arange(size, dtype=np.uint16)))
 
 
 def test_token_ids_past_the_vocabulary(tmp_path):
     data = shard_dir(tmp_path, np.full(200, 60000, dtype=np.uint16))
-    with pytest.raises(plumbing.InputError, match="token id 60000, past the model's vocabulary of 50304"):
+    with pytest.raises(plumbing.cli.InputError, match="token id 60000, past the model's vocabulary of 50304"):
         DataLoaderLite(2, 8, data=data, vocab_size=50304)
 
 
 def test_data_that_is_a_binary_file(tmp_path):
     path = tmp_path / "model.bin"
     path.write_bytes(bytes(range(256)) * 10)
-    with pytest.raises(plumbing.InputError, match="not UTF-8 text"):
+    with pytest.raises(plumbing.cli.InputError, match="not UTF-8 text"):
         DataLoaderLite(2, 8, data=str(path))
 
 
@@ -81,7 +83,7 @@ def test_flags_that_cannot_work(argv, message, capsys):
 
 def small_checkpoint(path):
     model = GPT(GPTConfig(block_size=32, vocab_size=64, n_layer=1, n_head=2, n_embd=16))
-    plumbing.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
+    plumbing.checkpoints.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
     return model
 
 
@@ -122,12 +124,12 @@ def test_a_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     def crash(obj, f):
         f.write(b"half a file")
         raise OSError("No space left on device")
-    monkeypatch.setattr(plumbing.torch, "save", crash)
-    with pytest.raises(plumbing.RunError,
+    monkeypatch.setattr(plumbing.checkpoints.torch, "save", crash)
+    with pytest.raises(plumbing.cli.RunError,
                        match="could not write the checkpoint .*No space left on device.*--resume auto"):
-        plumbing.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
+        plumbing.checkpoints.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
     assert path.read_bytes() == before  # the file that looks whole is whole
-    assert plumbing.latest_checkpoint(str(tmp_path)) == str(path)  # a .tmp is never taken for a checkpoint
+    assert plumbing.checkpoints.latest_checkpoint(str(tmp_path)) == str(path)  # a .tmp is never taken for a checkpoint
 
 
 def test_a_checkpoint_reaches_the_disk_before_it_gets_its_name(tmp_path, monkeypatch):
@@ -144,8 +146,8 @@ def test_a_checkpoint_reaches_the_disk_before_it_gets_its_name(tmp_path, monkeyp
         events.append(("replace", os.path.realpath(src)))
         real_replace(src, dst)
 
-    monkeypatch.setattr(plumbing.os, "fsync", fsync)
-    monkeypatch.setattr(plumbing.os, "replace", replace)
+    monkeypatch.setattr(plumbing.files.os, "fsync", fsync)
+    monkeypatch.setattr(plumbing.files.os, "replace", replace)
     path = tmp_path / "model_00001.pt"
     small_checkpoint(path)
     tmp = os.path.realpath(f"{path}.tmp")
@@ -216,7 +218,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shak
                 f.write(b"half a checkpoint")
                 raise OSError(errno.ENOSPC, "No space left on device")
             real_save(obj, f)
-        monkeypatch.setattr(plumbing.torch, "save", save)
+        monkeypatch.setattr(plumbing.checkpoints.torch, "save", save)
     argv = ["--data", shakespeare, "--log_dir", disk, *TINY, "--max_steps", "6", "--eval_interval", "2",
             "--checkpoint_interval", "2"]
     with pytest.raises(SystemExit, match=r"could not write the checkpoint .*model_00004\.pt \(.*No space left on "
@@ -239,7 +241,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shak
 
 def test_only_the_command_line_decorator_ends_the_process():
     # Library code (plumbing, GPT, DataLoaderLite, what hellaswag.py and fineweb.py offer) raises a RunError that a
-    # notebook can catch; only plumbing.command_line turns one into an exit. So every SystemExit, exit() or sys.exit
+    # notebook can catch; only plumbing.cli.command_line turns one into an exit. So every SystemExit, exit() or sys.exit
     # in the scripts' source must be inside command_line.
     import ast
 
@@ -256,11 +258,13 @@ def test_only_the_command_line_decorator_ends_the_process():
         for child in ast.iter_child_nodes(node):
             yield from exits(child, function)
 
-    for name in ("plumbing.py", "train_gpt2.py", "hellaswag.py", "fineweb.py", "sample.py"):
+    plumbing = sorted(os.path.join("plumbing", name) for name in os.listdir(os.path.join(ROOT, "plumbing"))
+                      if name.endswith(".py"))
+    for name in (*plumbing, "train_gpt2.py", "hellaswag.py", "fineweb.py", "sample.py"):
         with open(os.path.join(ROOT, name)) as f:
             found = list(exits(ast.parse(f.read())))
         assert all(function == "command_line" for function, _ in found), (name, found)
-        assert bool(found) == (name == "plumbing.py")  # the one in command_line is seen
+        assert bool(found) == (name == os.path.join("plumbing", "cli.py"))  # the one in command_line is seen
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the process's memory from /proc (Linux)")
@@ -268,7 +272,7 @@ def test_reading_a_checkpoint_copies_none_of_it_into_the_processs_memory(tmp_pat
     # Every process of a resume reads the whole checkpoint: gpt2-xl's is 19 GB, so 8 processes each holding a copy
     # need 150 GB of a machine's memory at once. Memory-mapped, its tensors are the file's pages (page cache, shared
     # by the machine's processes) until they are used: reading it adds no anonymous memory to the process, however
-    # many processes there are. Measured in a fresh process: RssAnon before and after plumbing.read_checkpoint.
+    # many processes there are. Measured in a fresh process: RssAnon before and after reading it.
     import sys
     import types
 
@@ -279,13 +283,14 @@ def test_reading_a_checkpoint_copies_none_of_it_into_the_processs_memory(tmp_pat
     model(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))[1].backward()
     optimizer.step()  # AdamW's two moments: the checkpoint is 3x the weights, as a real one
     path = str(tmp_path / "model_00001.pt")
-    plumbing.save_checkpoint(path, model, 1, 5.0, parse_args([]), optimizer, types.SimpleNamespace(state_dict=dict))
-    code = ("import sys, plumbing\n"
+    plumbing.checkpoints.save_checkpoint(path, model, 1, 5.0, parse_args([]), optimizer,
+                                         types.SimpleNamespace(state_dict=dict))
+    code = ("import sys, plumbing.checkpoints\n"
             "def anon():\n"
             "    with open('/proc/self/status') as f:\n"
             "        return next(int(line.split()[1]) * 1024 for line in f if line.startswith('RssAnon:'))\n"
             "before = anon()\n"
-            "checkpoint = plumbing.read_checkpoint(sys.argv[1])\n"
+            "checkpoint = plumbing.checkpoints.read_checkpoint(sys.argv[1])\n"
             "print(anon() - before, sum(t.numel() for t in checkpoint['model'].values()))\n")
     out = run_command([sys.executable, "-c", code, path], cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -1,6 +1,6 @@
 """The CUDA paths on a real GPU, where no fake stands in: compiled bf16 training of the 124M model with flash attention
 and fused AdamW, a one-process NCCL run under torchrun with save and resume, float16 with its gradient scaler,
-KV-cache sampling, packed HellaSwag, and the presets' memory against plumbing.training_memory's estimate. Skipped
+KV-cache sampling, packed HellaSwag, and the presets' memory against training_memory's estimate. Skipped
 where torch sees no GPU (CI never has one); benchmarks/gpu_check.sh runs it on a lent GPU, about 3 minutes on an
 H100-class one.
 
@@ -15,7 +15,8 @@ import pytest
 import torch
 from helpers import ROOT, run_command, tiny_flags
 
-import plumbing
+import plumbing.hardware
+import plumbing.presets
 from train_gpt2 import GPT, GPTConfig, DataLoaderLite, forward_backward
 
 ON_GPU = torch.cuda.is_available()
@@ -79,7 +80,7 @@ def test_a_one_process_nccl_run_saves_and_resumes_to_the_straight_runs_losses(sh
     rc, out = train(tmp_path / "straight", shakespeare, flags)
     assert rc == 0, out[-3000:]
     assert f"using device: {DEVICE}{':0' if ON_GPU else ''}, 1 process(es)" in out
-    assert not ON_GPU or " | MFU " in out or plumbing.peak_flops("cuda") is None
+    assert not ON_GPU or " | MFU " in out or plumbing.hardware.peak_flops("cuda") is None
     resumed = tmp_path / "resumed"
     resumed.mkdir()
     for name in ("model_00003.pt", "log.txt"):
@@ -106,7 +107,7 @@ def test_kv_cache_sampling_gives_the_tokens_of_uncached_greedy_sampling():
     torch.manual_seed(0)
     model = GPT(GPTConfig(**SHAPE)).to(DEVICE).eval()
     prompt = torch.tensor([[15496, 11, 314, 1101, 257, 3303, 2746, 11]], device=DEVICE).repeat(2, 1)
-    with plumbing.full_float32():  # both in full float32: the two compute the same logits in other shapes
+    with plumbing.hardware.full_float32():  # both in full float32: the two compute the same logits in other shapes
         cached = model.generate(prompt, 24, top_k=1, use_cache=True)
         uncached = model.generate(prompt, 24, top_k=1, use_cache=False)
     assert torch.equal(cached, uncached)
@@ -128,7 +129,7 @@ def test_packed_hellaswag_picks_the_endings_that_one_example_at_a_time_picks(tmp
                                 "label": i % 4}) + "\n")
     torch.manual_seed(0)
     model = GPT(GPTConfig(**SHAPE)).to(DEVICE).eval()
-    with plumbing.full_float32():
+    with plumbing.hardware.full_float32():
         packed = list(hellaswag.predictions(model, device=DEVICE, data_dir=str(tmp_path), batch_size=16))
         one_at_a_time = []
         for example in hellaswag.iterate_examples("val", str(tmp_path)):
@@ -162,10 +163,10 @@ def test_each_presets_training_step_fits_in_the_memory_estimate(one_process_torc
     total = torch.cuda.get_device_properties(0).total_memory
     low = []
     try:
-        for name in plumbing.MODEL_PRESETS:
+        for name in plumbing.presets.MODEL_PRESETS:
             args = parse_args(["--model", name])
             B, T = args.batch_size, args.seq_len
-            estimate = plumbing.training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
+            estimate = plumbing.presets.training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
             if estimate > 0.9 * total:
                 print(f"\n{name}: estimate {estimate / 1e9:.1f} GB does not fit this GPU; not measured")
                 continue

@@ -17,7 +17,10 @@ from helpers import run_command, tiny_flags
 from torch.nn import functional as F
 
 import hellaswag
-import plumbing
+import plumbing.checkpoints
+import plumbing.cli
+import plumbing.files
+import plumbing.hardware
 
 # Ten examples in the HellaSwag schema. The endings differ a lot in length (one word to a long sentence) so that
 # the summed loss (acc) and the mean loss (acc_norm) pick different endings on some examples. The labels here are
@@ -327,7 +330,7 @@ def test_main_limit(hf_dir, reference, records, data_dir, capsys):
 def test_main_dtype_is_train_gpt2s_choice(hf_dir, data_dir, capsys, dtype):
     # auto, the default (None: no flag), resolves as in training: bfloat16 only on CPUs with bf16 instructions. The
     # header names what ran.
-    ran = "float32" if plumbing.pick_autocast_dtype(dtype or "auto", "cpu") is None else "bfloat16"
+    ran = "float32" if plumbing.hardware.pick_autocast_dtype(dtype or "auto", "cpu") is None else "bfloat16"
     flag = ["--dtype", dtype] if dtype else []
     hellaswag.main(["-m", hf_dir, "-d", "cpu", "--data_dir", data_dir, "--limit", "1", *flag])
     assert capsys.readouterr().out.splitlines()[0] == f"HellaSwag val: {hf_dir} on cpu ({ran})"
@@ -439,24 +442,24 @@ def test_download_offline_fails_clearly_and_leaves_nothing(tmp_path, monkeypatch
     def offline(*args, **kwargs):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
-    monkeypatch.setattr(plumbing.urllib.request, "urlopen", offline)
-    with pytest.raises(plumbing.RunError, match=r"(?s)could not download.*put it at .*hellaswag_val\.jsonl"):
+    monkeypatch.setattr(plumbing.files.urllib.request, "urlopen", offline)
+    with pytest.raises(plumbing.cli.RunError, match=r"(?s)could not download.*put it at .*hellaswag_val\.jsonl"):
         hellaswag.download("val", str(tmp_path / "data"))
     assert os.listdir(tmp_path / "data") == []
 
 
 def test_download_cut_short_leaves_nothing(tmp_path, monkeypatch):
     body = "\n".join(json.dumps(r) for r in RECORDS).encode()
-    monkeypatch.setattr(plumbing.urllib.request, "urlopen",
+    monkeypatch.setattr(plumbing.files.urllib.request, "urlopen",
                         lambda *args, **kwargs: FakeResponse(body[:100], len(body)))
-    with pytest.raises(plumbing.RunError, match="cut short: got 100 of"):
+    with pytest.raises(plumbing.cli.RunError, match="cut short: got 100 of"):
         hellaswag.download("val", str(tmp_path))
     assert os.listdir(tmp_path) == []
 
 
 def test_download_writes_whole_file_then_skips(tmp_path, monkeypatch):
     body = ("\n".join(json.dumps(r) for r in RECORDS) + "\n").encode()
-    monkeypatch.setattr(plumbing.urllib.request, "urlopen",
+    monkeypatch.setattr(plumbing.files.urllib.request, "urlopen",
                         lambda *args, **kwargs: FakeResponse(body, len(body)))
     path = hellaswag.download("val", str(tmp_path))
     assert os.listdir(tmp_path) == ["hellaswag_val.jsonl"]
@@ -467,7 +470,7 @@ def test_download_writes_whole_file_then_skips(tmp_path, monkeypatch):
     def must_not_download(*args, **kwargs):
         raise AssertionError("downloaded a file that was already there")
 
-    monkeypatch.setattr(plumbing.urllib.request, "urlopen", must_not_download)
+    monkeypatch.setattr(plumbing.files.urllib.request, "urlopen", must_not_download)
     assert hellaswag.download("val", str(tmp_path)) == path
 
 
@@ -499,7 +502,7 @@ def test_checkpoint_matches_direct_evaluation(tmp_path, data_dir, capsys):
     torch.manual_seed(1337)
     model = train_gpt2.GPT(train_gpt2.GPTConfig(**config)).eval()
     path = tmp_path / "model_00010.pt"
-    plumbing.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
+    plumbing.checkpoints.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
 
     correct, correct_norm, total = hellaswag.evaluate(model, data_dir=data_dir)
     hellaswag.main(["-m", str(path), "-d", "cpu", "--data_dir", data_dir, "--dtype", "float32"])

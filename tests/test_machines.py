@@ -14,7 +14,7 @@ import pytest
 from helpers import ROOT, free_port, kill_tree, tiny_flags, write_hellaswag
 
 import hellaswag
-import plumbing
+import plumbing.files
 
 FAKES = os.path.join(ROOT, "tests", "fakes.py")
 
@@ -98,7 +98,7 @@ def test_each_machine_downloads_its_data_once_before_training(tmp_path, shakespe
     # downloads both while the others wait: one download of each file per machine, none by the other process and
     # none during the evaluation.
     write_hellaswag(tmp_path / "served")
-    urls = {plumbing.TINY_SHAKESPEARE_URL: shakespeare,
+    urls = {plumbing.files.TINY_SHAKESPEARE_URL: shakespeare,
             hellaswag.DATA_URL.format(split="val"): str(tmp_path / "served" / "hellaswag_val.jsonl")}
     machines = [tmp_path / "machine0", tmp_path / "machine1"]
     for m in machines:
@@ -109,7 +109,7 @@ def test_each_machine_downloads_its_data_once_before_training(tmp_path, shakespe
     assert "step     2 | HellaSwag acc_norm" in runs[0][1]
     for m in machines:
         assert sorted((m / "downloads.txt").read_text().splitlines()) == sorted(urls), m
-        assert plumbing.sha256_of(m / "input.txt") == plumbing.TINY_SHAKESPEARE_SHA256
+        assert plumbing.files.sha256_of(m / "input.txt") == plumbing.files.TINY_SHAKESPEARE_SHA256
         assert os.listdir(m / "hellaswag") == ["hellaswag_val.jsonl"]  # no temporary file left
 
 

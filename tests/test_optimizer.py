@@ -58,7 +58,7 @@ def test_gradient_accumulation_equals_one_big_batch(tmp_path):
 def test_a_total_batch_that_micro_batches_cannot_fill_is_refused():
     import pytest
 
-    from plumbing import InputError
+    from plumbing.cli import InputError
     from train_gpt2 import grad_accum_steps_for
     assert grad_accum_steps_for(524288, 64, 1024, 8) == 1
     assert grad_accum_steps_for(524288, 16, 1024, 1) == 32
@@ -70,10 +70,10 @@ def test_a_total_batch_that_micro_batches_cannot_fill_is_refused():
 
 def step_both_ways(last):
     """Two copies of a model take three steps with the same gradients, the last ones all `last`: one copy through
-    torch's AdamW itself (skipping the last step if it is not finite), the other through plumbing.step_if_finite."""
+    torch's AdamW itself (skipping the last step if it is not finite), the other through step_if_finite."""
     import math
 
-    import plumbing
+    import plumbing.nonfinite
     torch.manual_seed(0)
     config = GPTConfig(block_size=16, vocab_size=64, n_layer=1, n_head=2, n_embd=16)
     models = [GPT(config), GPT(config)]
@@ -87,7 +87,7 @@ def step_both_ways(last):
         torch.nn.utils.clip_grad_norm_(models[0].parameters(), 1.0)
         if math.isfinite(value):
             optimizers[0].step()
-        plumbing.step_if_finite(optimizers[1], torch.tensor(1.0 + value), norm)
+        plumbing.nonfinite.step_if_finite(optimizers[1], torch.tensor(1.0 + value), norm)
     return models, optimizers
 
 

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-import plumbing
+import plumbing.presets
 from train_gpt2 import GPT, GPTConfig, parse_args
 
 
@@ -26,7 +26,7 @@ GPT3 = {"gpt3-small": (125e6, 12, 768, 12, 64, 0.5e6, 6.0e-4), "gpt3-medium": (3
 
 
 def test_the_presets_are_gpt2s_and_gpt3s_sizes():
-    assert sorted(plumbing.MODEL_PRESETS) == sorted([*GPT2, *GPT3])
+    assert sorted(plumbing.presets.MODEL_PRESETS) == sorted([*GPT2, *GPT3])
 
 
 @pytest.mark.parametrize("name", list(GPT2))
@@ -101,22 +101,23 @@ def test_a_preset_sets_only_what_the_command_line_leaves_out():
     assert args.max_steps == 19073
 
 
-@pytest.mark.parametrize("name", list(plumbing.MODEL_PRESETS))
+@pytest.mark.parametrize("name", list(plumbing.presets.MODEL_PRESETS))
 def test_each_presets_micro_batch_is_the_largest_that_the_memory_estimate_fits_on_an_80gb_gpu(name):
     # 64 rows of 1024 for every preset would run GPT-2 medium and larger out of memory on an 80 GB GPU.
     args = parse_args(["--model", name])
     T = args.seq_len
 
     def memory(B):
-        return plumbing.training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
-    assert memory(args.batch_size) <= 0.9 * plumbing.GPU_MEMORY
-    assert args.batch_size * T == 64 * 1024 or memory(2 * args.batch_size) > 0.9 * plumbing.GPU_MEMORY
+        return plumbing.presets.training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
+    assert memory(args.batch_size) <= 0.9 * plumbing.presets.GPU_MEMORY
+    assert args.batch_size * T == 64 * 1024 or memory(2 * args.batch_size) > 0.9 * plumbing.presets.GPU_MEMORY
     assert args.total_batch_size % (args.batch_size * T * 8) == 0  # 8 GPUs can split the batch
 
 
 def test_the_memory_estimate_counts_the_models_own_parameters():
     # training_memory counts parameters from the shape; GPT itself is the reference.
-    for name in plumbing.MODEL_PRESETS:
+    for name in plumbing.presets.MODEL_PRESETS:
         args = parse_args(["--model", name])
-        with_no_tokens = plumbing.training_memory(args.n_layer, args.n_embd, args.block_size, 0, vocab_size=50257)
+        with_no_tokens = plumbing.presets.training_memory(args.n_layer, args.n_embd, args.block_size, 0,
+                                                          vocab_size=50257)
         assert with_no_tokens == 18 * n_params(args), name

@@ -12,6 +12,7 @@ import pytest
 import torch
 from helpers import ROOT, kill_tree, run_command, tiny_flags
 
+import plumbing.checkpoints
 import train_gpt2
 
 TINY = tiny_flags(n_layer=2, total_batch_size=128, max_steps=6, warmup_steps=2, max_lr=3e-3, eval_interval=3,
@@ -106,4 +107,4 @@ def test_resume_auto_picks_the_highest_step_not_the_last_name(tmp_path):
     # Past step 99,999 the zero padding runs out: model_100000.pt sorts before model_99999.pt by name.
     for name in ("model_99999.pt", "model_100000.pt", "model_05000.pt", "model_final.pt", "model_100001.pt.tmp"):
         (tmp_path / name).write_bytes(b"")
-    assert train_gpt2.plumbing.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model_100000.pt")
+    assert plumbing.checkpoints.latest_checkpoint(str(tmp_path)) == str(tmp_path / "model_100000.pt")

@@ -58,7 +58,7 @@ def test_the_default_run_is_the_gpt2_124m_recipe():
 
 
 def test_missing_data_says_what_to_run(tmp_path):
-    import plumbing
+    import plumbing.cli
     import train_gpt2
-    with pytest.raises(plumbing.InputError, match="run 'python fineweb.py'"):
+    with pytest.raises(plumbing.cli.InputError, match="run 'python fineweb.py'"):
         train_gpt2.DataLoaderLite(2, 8, data=str(tmp_path / "edu_fineweb10B"))

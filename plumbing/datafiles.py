@@ -1,0 +1,161 @@
+"""
+The training data: a text file, or the shards fineweb.py writes, read as one stream of tokens; checked before any
+work, and fetched once per machine.
+"""
+import os
+
+import numpy as np
+
+from plumbing.cli import InputError
+from plumbing.files import fetch_tiny_shakespeare, folder_problem, lock_folder, sha256_of
+from plumbing.processes import run_or_stop_all, stop_if_any_failed, stop_unless_same
+
+
+def read_text(path):
+    """The text of a --data file. A file named input.txt is tiny Shakespeare: fetched on first use and checked."""
+    if os.path.basename(path) == "input.txt":
+        fetch_tiny_shakespeare(path)
+    if not os.path.isfile(path):
+        raise InputError(no_data_message(path))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except UnicodeDecodeError:
+        raise InputError(f"--data {path}: not UTF-8 text (a binary file?); pass a text file, or a directory of "
+                         "shards written by fineweb.py")
+
+
+def no_data_message(data):
+    return (f"--data {data}: no such file or shard directory; run 'python fineweb.py' to make the FineWeb-Edu shards "
+            "in edu_fineweb10B/, or pass --data input.txt")
+
+
+def no_shards_message(data, split):
+    return f"--data {data}: no shards matching '{split}' in it; run 'python fineweb.py' first, or pass --data input.txt"
+
+
+def shard_names(data, split):
+    """The names of a split's shards in a directory written by fineweb.py, in name order."""
+    return sorted(f for f in os.listdir(data) if f"_{split}_" in f and f.endswith(".npy"))
+
+
+def shard_paths(data, split):
+    """The shards of a split in a directory written by fineweb.py, as paths in name order."""
+    names = shard_names(data, split)
+    if not names:
+        raise InputError(no_shards_message(data, split))
+    return [os.path.join(data, name) for name in names]
+
+
+def data_fingerprint(data):
+    """What --data holds, to compare across machines: each shard's name and size, or the text file's sha256."""
+    if os.path.isdir(data):
+        return [(name, os.path.getsize(os.path.join(data, name))) for split in ("train", "val")
+                for name in shard_names(data, split)]
+    return sha256_of(data)
+
+
+def open_shard(path, mmap_mode=None):
+    """A shard written by fineweb.py as a numpy array of uint16 token ids (mmap_mode="r": only its header is read
+    now), or a clear error saying how to mend it."""
+    try:
+        tokens = np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:  # truncated, or not a .npy file at all
+        raise InputError(f"{path}: not a readable .npy shard ({e}); delete it and run 'python fineweb.py' again "
+                         "(it rewrites only the missing shards)")
+    if tokens.dtype != np.uint16 or tokens.ndim != 1:
+        raise InputError(f"{path}: a shard holds a 1-D array of uint16 token ids, this file holds {tokens.dtype} "
+                         f"of shape {tokens.shape}; write the shards with 'python fineweb.py'")
+    return tokens
+
+
+def token_positions(tokens, token, chunk=1 << 20):
+    """Where `token` is in a (memory-mapped) array, found a chunk at a time: the comparison's temporary array stays
+    small however large the shard."""
+    found = [np.flatnonzero(tokens[i:i + chunk] == token) + i for i in range(0, len(tokens), chunk)]
+    return np.concatenate(found).tolist() if found else []
+
+
+class TokenStream:
+    """Token arrays read as one stream, without joining them: a slice copies only the tokens it holds."""
+
+    def __init__(self, arrays):
+        self.arrays = [a for a in arrays if len(a)]
+        self.ends = np.cumsum([len(a) for a in self.arrays], dtype=np.int64)  # where each array ends in the stream
+
+    def __len__(self):
+        return int(self.ends[-1]) if len(self.ends) else 0
+
+    def __getitem__(self, window):
+        start, stop = window.start or 0, len(self) if window.stop is None else min(window.stop, len(self))
+        parts = []
+        i = int(np.searchsorted(self.ends, start, side="right"))  # the array holding token `start`
+        while start < stop:
+            begin = int(self.ends[i]) - len(self.arrays[i])  # where array i starts in the stream
+            parts.append(self.arrays[i][start - begin:stop - begin])
+            start, i = start + len(parts[-1]), i + 1
+        return np.concatenate(parts) if parts else np.empty(0, dtype=np.uint16)
+
+
+def check_enough_tokens(total, needed, split, data):
+    if total < needed:
+        raise InputError(f"the {split} split of {data} holds {total:,} tokens, fewer than one batch of every "
+                         f"process needs (B * T * processes + 1 = {needed:,}); use a smaller --batch_size or "
+                         "--seq_len, or more data")
+
+
+def check_token_ids(tokens, vocab_size, where):
+    if vocab_size is not None and len(tokens) and tokens.max().item() >= vocab_size:
+        raise InputError(f"{where} holds token id {tokens.max().item()}, past the model's vocabulary of "
+                         f"{vocab_size}: these tokens were not made with GPT-2's tokenizer, or the model's "
+                         "--vocab_size is too small")
+
+
+def data_problem(data):
+    """What --data names must be there: shards of both splits, or a text file (input.txt is downloaded if missing)."""
+    if os.path.isdir(data):
+        for split in ("train", "val"):
+            if not shard_names(data, split):
+                return no_shards_message(data, split)
+    elif os.path.basename(data) == "input.txt" and not os.path.exists(data):
+        return folder_problem("--data", os.path.dirname(data) or ".")  # tiny Shakespeare is downloaded there
+    elif not os.path.isfile(data):
+        return no_data_message(data)
+    elif not os.access(data, os.R_OK):
+        return f"--data {data}: cannot be read; check its permissions"
+    return None
+
+
+def paths_problem(data, log_dir=None, hellaswag_dir=None):
+    """What is wrong with the paths a training run reads and writes, or None: --data; --log_dir, on the process that
+    writes it (None on the others); --hellaswag_dir, where the val file is downloaded if missing (None: no
+    HellaSwag)."""
+    missing = hellaswag_dir and not os.path.exists(os.path.join(hellaswag_dir, "hellaswag_val.jsonl"))
+    problems = [data_problem(data), log_dir and folder_problem("--log_dir", log_dir),
+                hellaswag_dir and folder_problem("--hellaswag_dir", hellaswag_dir, write=missing)]
+    return next((problem for problem in problems if problem), None)
+
+
+def check_same_data(data, ddp):
+    """Under torchrun, stop every process unless every machine's --data holds the same files as rank 0's."""
+    if ddp:
+        stop_unless_same(data_fingerprint(data), f"--data {data}: not the same files as on rank 0's machine (another "
+                         "shard, or one of another size); make every machine's copy the same", ddp)
+
+
+def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp, download_hellaswag):
+    """A training run's files, before any work: check the paths it reads and writes (log_dir: None on the processes
+    that do not write it; hellaswag_dir: None without HellaSwag), fetch tiny Shakespeare and HellaSwag's val set
+    (download_hellaswag: hellaswag.download, passed in so that this file imports nothing of the project) once per
+    machine, by its local rank 0, while the other processes wait, and lock log_dir for this run. A problem on any
+    process stops them all with its message."""
+    stop_if_any_failed(paths_problem(data, log_dir, hellaswag_dir), ddp)
+
+    def fetch():
+        if os.path.basename(data) == "input.txt":
+            fetch_tiny_shakespeare(data)
+        if hellaswag_dir:
+            download_hellaswag("val", hellaswag_dir)
+    run_or_stop_all(ddp, fetch, where=local_rank == 0)
+    check_same_data(data, ddp)  # each machine reads its own copy
+    run_or_stop_all(ddp, lock_folder, "--log_dir", log_dir, where=log_dir is not None)  # one run

@@ -1,0 +1,63 @@
+"""
+A NaN or inf in the training step: the update is never made (it would poison the weights for good), and the run
+stops, or with --skip_nonfinite logs the step as skipped; float16's overflows and its loss scale.
+"""
+import math
+
+import torch
+
+from plumbing.cli import RunError
+from plumbing.processes import print0
+
+
+def step_if_finite(optimizer, loss, norm, scaler=None):
+    """optimizer.step(), unless the loss or the gradient norm is NaN or inf: that would poison the weights for good.
+    The fused AdamW kernel takes the check as a tensor (found_inf, as torch's GradScaler hands it over) and skips the
+    update on the device itself, so the CPU need not wait for the GPU here; other optimizers need the answer first.
+    Under float16 the gradient scaler steps: it skips a step whose gradients are not finite in the same way (a NaN
+    loss makes NaN gradients), then lowers its scale after such a step, or raises it after 2,000 good ones."""
+    if scaler is not None and scaler.is_enabled():
+        scaler.step(optimizer)
+        scaler.update()
+        return
+    bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+    if optimizer.defaults.get("fused"):
+        optimizer.found_inf = bad.float()
+        optimizer.step()
+    elif not bad.item():
+        optimizer.step()
+
+
+def nonfinite_message(step, what, log_dir):
+    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {log_dir}/ are all "
+            "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
+            "help), or pass --skip_nonfinite to skip such steps instead of stopping")
+
+
+def collapsed_scale_message(step, scale, log_dir):
+    return (f"step {step}: float16's loss scale fell to {scale:g}: the gradients overflow float16 at every step, so "
+            f"the run stops here. The checkpoints in {log_dir}/ are all from before it and untouched: continue from "
+            "the last one with --resume auto in --dtype bfloat16 (where the GPU has it) or float32, or with a lower "
+            "--max_lr; or pass --skip_nonfinite to skip such steps instead of stopping")
+
+
+def skipped_step(step, loss, norm, scale, skip_nonfinite, log_dir, log):
+    """Whether the step just taken was skipped (loss, norm and float16's loss scale, or None: floats read after it).
+    Under float16 a step whose gradients overflowed (a finite loss, an inf or NaN norm) was skipped by the scaler as
+    designed, which lowered its scale: logged, and the run goes on. A NaN or inf loss or norm otherwise, or a scale
+    fallen below 1, stops the run, or with --skip_nonfinite is logged as skipped. All processes see the same numbers."""
+    if math.isfinite(loss) and (scale is None or scale >= 1):
+        if math.isfinite(norm):
+            return False
+        if scale is not None:
+            print0(f"step {step:5d} | loss {loss:.6f} | the gradients overflowed float16: step skipped by the scaler, "
+                   f"loss scale now {scale:g} ({log.counts['overflow'] + 1} skipped in all)")
+            log.write(f"{step} overflow {scale:g}")
+            return True
+    if not skip_nonfinite:
+        raise RunError(collapsed_scale_message(step, scale, log_dir) if math.isfinite(loss) and
+                                math.isfinite(norm) else nonfinite_message(step, f"loss {loss}, gradient norm "
+                                                                                    f"{norm}", log_dir))
+    print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
+    log.write(f"{step} skipped {loss}")
+    return True

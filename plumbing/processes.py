@@ -1,0 +1,137 @@
+"""
+The processes of a torchrun run. A process that stops on an error must stop the others too: else they wait for it in
+their next collective until NCCL's watchdog kills them, with tracebacks instead of the message. Also: stop requests
+(Ctrl-C, SIGTERM) that every process acts on after the same step, and each process's own GPU.
+"""
+import datetime
+import os
+import signal
+import socket
+
+import torch
+import torch.distributed as dist
+
+from plumbing.cli import InputError, RunError, _undo_at_exit
+
+
+# How long a collective waits for the slowest process before the run fails (torch's defaults: 10 minutes for NCCL, 30
+# for gloo). The longest wait is for rank 0's checkpoint: gpt2-xl's, with AdamW's state, is 19 GB, 16 minutes to write
+# at 20 MB/s (a slow network disk), and NCCL's 10 would kill the processes waiting for it. A first run's downloads
+# take less (--init_from gpt2-xl: about 6 GB per machine). The price: a run that really hangs takes 30 minutes to fail.
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+
+
+def this_machine():
+    """This process's machine, for messages: torchrun's node rank and the host name."""
+    return f"node {os.environ.get('GROUP_RANK', '0')} ({socket.gethostname()})"
+
+
+def print0(*args, **kwargs):
+    """print, from the master process only (rank 0, or a run without torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(*args, **kwargs, flush=True)
+
+
+def stop_if_any_failed(error, ddp):
+    """Every process passes None, or a message saying what went wrong on it. If any process has a message, every
+    process stops with it, naming the machines where it happened (each machine prints it once): none is left
+    waiting in a collective for a process that stopped."""
+    if ddp:
+        errors = [None] * dist.get_world_size()
+        dist.all_gather_object(errors, (error, this_machine()))
+        failed = [(e, where) for e, where in errors if e]
+        if failed:
+            places = ", ".join(dict.fromkeys(where for _, where in failed))
+            raise RunError(f"{failed[0][0]} [on {places}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
+    elif error:
+        raise RunError(error)
+
+
+class StopRequests:
+    """From now until main() ends, a first Ctrl-C (SIGINT) or SIGTERM (a scheduler's, or a spot instance's being
+    reclaimed; torchrun passes the signal to every worker) is kept in `signum` for the training loop, which finishes
+    the step it is in, writes a checkpoint and stops; a second one stops at once, as without this."""
+
+    def __init__(self):
+        self.signum = None
+        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        _undo_at_exit.append(self.restore)
+
+    def handle(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+            if os.environ.get("RANK", "0") == "0":
+                print(f"{signal.Signals(signum).name}: stopping after this step, with a checkpoint (again to stop at "
+                      "once)", flush=True)
+            return
+        self.restore()
+        signal.raise_signal(signum)  # with the handler of before: KeyboardInterrupt, or the end of the process
+
+    def restore(self):
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def signal_of_any(signum, ddp):
+    """The signal that stops the run: this process's (or None), or under torchrun the first of any process's."""
+    if ddp:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, signum)
+        signum = next(s for s in everyone if s is not None)
+    return signum
+
+
+def shared_gpu_problem(device):
+    """Under torchrun on CUDA: what is wrong if processes of one machine were given the same GPU, or None (every
+    process must call it). NCCL would stop them at their first collective with "Duplicate GPU detected"; this asks
+    through gloo (see setup_distributed), which needs no GPU."""
+    mine = (this_machine(), str(torch.cuda.get_device_properties(device).uuid))
+    everyone = [None] * dist.get_world_size()
+    dist.all_gather_object(everyone, mine)
+    gpus = [uuid for machine, uuid in everyone if machine == mine[0]]  # the GPU of each process of this machine
+    if len(set(gpus)) < len(gpus):
+        return (f"{len(gpus)} processes on this machine share {len(set(gpus))} GPU(s), and each needs one of its own: "
+                f"start at most {len(set(gpus))} here (torchrun --nproc_per_node {len(set(gpus))})")
+    return None
+
+
+def run_or_stop_all(ddp, job, *args, where=True, **kwargs):
+    """job(*args, **kwargs) on the processes where `where` is true (every process by default; each machine's local
+    rank 0 for a download, rank 0 for a checkpoint) while the others wait, and its result (None where it did not
+    run). If it fails on one process (a RunError, whose message says what to do), every process stops with that
+    message: none is left waiting for it in the next collective. A single process (ddp False) gets the job's own
+    error."""
+    error = result = None
+    try:
+        if where:
+            result = job(*args, **kwargs)
+    except RunError as e:
+        if not ddp:
+            raise
+        error = str(e)
+    stop_if_any_failed(error, ddp)
+    return result
+
+
+def stop_unless_same(value, problem, ddp):
+    """Every process passes its `value` (say, the step and the sha256 of the checkpoint it read from its own disk).
+    Where a machine's differs from rank 0's, every process stops with `problem`, naming those machines: each machine
+    reads its own files, and a run whose machines read different ones would go on, silently wrong."""
+    if ddp:
+        everyone = [None] * dist.get_world_size()
+        dist.all_gather_object(everyone, (value, this_machine()))
+        differ = dict.fromkeys(where for other, where in everyone if other != everyone[0][0])
+        if differ:
+            raise RunError(f"{problem} [on {', '.join(differ)}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
+
+
+def gpu_of(local_rank, visible):
+    """The GPU of the process with this local rank (torchrun's LOCAL_RANK), given how many GPUs it sees: its own of
+    the machine's GPUs, or the only one it sees where the launcher gives each process one GPU (SLURM's
+    --gpus-per-task=1 sets CUDA_VISIBLE_DEVICES per process, so every process's GPU is its cuda:0)."""
+    if visible == 1:
+        return "cuda:0"
+    if local_rank >= visible:
+        raise InputError(f"local rank {local_rank} has no GPU of its own: its process sees {visible} GPUs; start at "
+                         f"most {visible} processes per machine (torchrun --nproc_per_node {visible})")
+    return f"cuda:{local_rank}"

@@ -1,0 +1,84 @@
+"""
+log_dir/log.txt: one line per event, appended and flushed at once, cut back to its checkpoint on a resume; a fresh run
+first moves an earlier run's files aside.
+"""
+import collections
+import datetime
+import os
+import re
+
+from plumbing.cli import RunError
+from plumbing.files import write_atomically
+from plumbing.processes import print0, run_or_stop_all, stop_if_any_failed
+
+
+def move_earlier_run(log_dir):
+    """A run that starts from step 0 in a log_dir that holds an earlier run's log.txt or checkpoints moves them into a
+    folder of their own there, named after the time of the newest, and says where: nothing of the earlier run is lost
+    (its log would have been cut to nothing), and --resume auto then finds only this run's checkpoints."""
+    names = [n for n in os.listdir(log_dir) if n == "log.txt" or re.fullmatch(r"model_(\d+)\.pt", n)]
+    if not names:
+        return
+    newest = max(os.path.getmtime(os.path.join(log_dir, n)) for n in names)
+    folder = os.path.join(log_dir, datetime.datetime.fromtimestamp(newest).strftime("run_%Y-%m-%d_%H-%M-%S"))
+    folder = next(f for f in (folder, *(f"{folder}_{i}" for i in range(2, 1000))) if not os.path.exists(f))
+    os.makedirs(folder)
+    for name in names:
+        os.replace(os.path.join(log_dir, name), os.path.join(folder, name))
+    print(f"{log_dir}/ held an earlier run ({', '.join(sorted(names))}): moved to {folder}/", flush=True)
+
+
+class Log:
+    """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...), each appended and
+    flushed at once. A run resumed at step S keeps the lines before S and the evaluations of S itself (logged just
+    before its checkpoint) and drops the rest, which the killed run wrote after its checkpoint. Only the process with
+    write=True (the master) writes. A run from step 0 first moves an earlier run's files aside (move_earlier_run).
+    A line it cannot write does not raise: that would stop the master alone while the
+    other processes wait for it in their next collective. It is kept in `error`, and the training loop stops every
+    process with it (in its step's all-reduce, and at each evaluation). counts: the lines of each kind so far."""
+
+    def __init__(self, log_dir, resume_step=None, write=True, ddp=False):
+        self.path, self.write_here, self.error = os.path.join(log_dir, "log.txt"), write, None
+        self.counts = collections.Counter()
+        run_or_stop_all(ddp, self.start, resume_step, where=write)  # starting it: the same for every process
+
+    def start(self, resume_step):
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        if resume_step is None:
+            move_earlier_run(os.path.dirname(self.path))
+        kept = []
+        if resume_step is not None and os.path.exists(self.path):
+            with open(self.path, errors="replace") as f:
+                for line in f:
+                    fields = line.split()
+                    # A power loss can leave the last line cut short or a tail of zero bytes: like every line
+                    # after the checkpoint, such remnants are dropped.
+                    if len(fields) != 3 or not fields[0].isdigit():
+                        continue
+                    step, kind = int(fields[0]), fields[1]
+                    if step < resume_step or (step == resume_step and kind in ("val", "hella")):
+                        kept.append(line if line.endswith("\n") else line + "\n")
+                        self.counts[kind] += 1
+        try:
+            write_atomically(self.path, lambda f: f.write("".join(kept).encode()))
+        except OSError as e:
+            raise RunError(f"could not write {self.path} ({e}); free some space, or give another --log_dir") from None
+
+    def write(self, line):
+        if not self.write_here or self.error:
+            return
+        try:
+            with open(self.path, "a") as f:
+                f.write(line + "\n")
+                f.flush()
+            self.counts[line.split()[1]] += 1
+        except OSError as e:  # a line cut short is dropped by a resume, like any line after its checkpoint
+            self.error = (f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
+                          "before are intact: free some space and continue with --resume auto")
+
+
+def report(step, kind, label, value, log, ddp):
+    """Print an evaluation's result and append it to log.txt; if the log could not be written, stop every process."""
+    print0(f"step {step:5d} | {label} {value:.4f}")
+    log.write(f"{step} {kind} {value:.4f}")
+    stop_if_any_failed(log.error, ddp)
