@@ -218,10 +218,9 @@ def main(argv=None):
 def make_shards(argv=None):
     """What `python fineweb.py ARGV` does."""
     from plumbing.cli import InputError, Stopped
-    from plumbing.files import folder_problem, lock_folder
+    from plumbing.files import check_folder, lock_folder
     args = parse_args(argv)
-    if problem := folder_problem("--out_dir", args.out_dir):  # before the dataset is downloaded or read
-        raise InputError(problem)
+    check_folder("--out_dir", args.out_dir)  # before the dataset is downloaded or read
     lock_folder("--out_dir", args.out_dir)  # one fineweb.py per folder: two would write the same shards
     ds = load_docs(args.dataset, args.name, args.split, args.text_column)
     os.makedirs(args.out_dir, exist_ok=True)

@@ -48,7 +48,7 @@ from torch.nn import functional as F
 
 from plumbing import files
 from plumbing.cli import InputError, RunError, command_line, device_name, load_named_by, whole_number
-from plumbing.files import folder_problem
+from plumbing.files import check_folder
 from plumbing.hardware import autocast, full_float32, pick_autocast_dtype, pick_device
 
 DATA_URL = "https://raw.githubusercontent.com/rowanz/hellaswag/master/data/hellaswag_{split}.jsonl"
@@ -325,8 +325,7 @@ def main(argv=None):
     dtype = str(autocast_dtype or "float32").removeprefix("torch.")
     print(f"HellaSwag {args.split}: {args.model} on {device} ({dtype})", flush=True)
     path = os.path.join(args.data_dir, f"hellaswag_{args.split}.jsonl")
-    if problem := folder_problem("--data_dir", args.data_dir, write=not os.path.exists(path)):
-        raise InputError(problem)
+    check_folder("--data_dir", args.data_dir, write=not os.path.exists(path))
     download(args.split, args.data_dir)  # before loading the model: offline, fail in a second, not after gpt2-xl
     model = load_named_by("--model", lambda name: load_model(name, device), args.model)
     num_correct, num_correct_norm, num_total = evaluate(

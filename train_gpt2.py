@@ -241,7 +241,7 @@ class GPT(nn.Module):
         try:
             hf_model = GPT2LMHeadModel.from_pretrained(name_or_path)
         except Exception as e:  # no network, no weights in the directory, a damaged file, ...
-            raise huggingface.hf_load_error(name_or_path, e, cls.OPENAI_MODELS) from None
+            raise huggingface.CannotLoad(name_or_path, e, cls.OPENAI_MODELS) from None
         hf = hf_model.config
         config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
                            n_head=hf.n_head, n_embd=hf.n_embd)
@@ -530,7 +530,7 @@ def setup_distributed(requested_device):
         dist.init_process_group("cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo",
                                 timeout=processes.COLLECTIVE_TIMEOUT)
         if device_type == "cuda":
-            processes.stop_if_any_failed(processes.shared_gpu_problem(device), ddp)
+            processes.check_own_gpus(device)
     print0(f"using device: {device}, {world_size} process(es)")
     return ddp, rank, local_rank, world_size, device, device_type
 
@@ -632,8 +632,10 @@ def parse_args(argv=None):
     for name, value in presets.derived_flags(args.total_batch_size, args.max_lr).items():
         if getattr(args, name) is None:  # left out: follows the total batch, or max_lr
             setattr(args, name, value)
-    if problem := cli.flags_problem(args):  # flags that do not go together
-        parser.error(problem)
+    try:
+        cli.check_flags(args)  # flags that do not go together
+    except cli.InputError as e:
+        parser.error(str(e))
     return args
 
 
@@ -731,7 +733,7 @@ def main(argv=None):
         if fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due:
             loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size)
             if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
-                raise cli.RunError(nonfinite.nonfinite_message(step, f"val loss {loss_val}", args.log_dir))
+                raise nonfinite.NotFinite(step, f"val loss {loss_val}", args.log_dir)
             runlog.report(step, "val", "val loss", loss_val, log, ddp)
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = checkpoints.checkpoint_path(args.log_dir, step)

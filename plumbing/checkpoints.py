@@ -112,7 +112,7 @@ def checkpoint_to_resume(resume, log_dir, ddp):
                   f"shares, or copy {path} to the same path on every machine") if ddp else ""
         what = "is a folder; give a model_STEP.pt file, or auto" if os.path.isdir(path) else \
             f"no such checkpoint here{advice}"
-        stop_if_any_failed(None if readable else f"--resume {path}: {what}", ddp)
+        stop_if_any_failed(None if readable else InputError(f"--resume {path}: {what}"), ddp)
     return path
 
 

@@ -110,21 +110,21 @@ def device_name(text):
     return text
 
 
-def flags_problem(args):
-    """None, or what is wrong with parsed flags that do not go together (each was checked alone as it was
-    parsed), and what to do."""
+def check_flags(args):
+    """Raise an InputError if parsed flags do not go together (each was checked alone as it was parsed), saying what
+    to do."""
     if args.n_embd % args.n_head != 0:
-        return (f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}: each head gets an equal "
-                "share of the channels; pick values that divide")
+        raise InputError(f"--n_embd {args.n_embd} is not divisible by --n_head {args.n_head}: each head gets an "
+                         "equal share of the channels; pick values that divide")
     if args.init_from == "scratch" and args.seq_len > args.block_size:
-        return (f"--seq_len {args.seq_len} is longer than the model's context --block_size {args.block_size}; "
-                "lower --seq_len or raise --block_size")
+        raise InputError(f"--seq_len {args.seq_len} is longer than the model's context --block_size "
+                         f"{args.block_size}; lower --seq_len or raise --block_size")
     if args.min_lr > args.max_lr:
-        return (f"--min_lr {args.min_lr} is above --max_lr {args.max_lr}: the cosine decays from max_lr down to "
-                "min_lr; lower --min_lr")
+        raise InputError(f"--min_lr {args.min_lr} is above --max_lr {args.max_lr}: the cosine decays from max_lr "
+                         "down to min_lr; lower --min_lr")
     if 0 < args.max_steps < args.warmup_steps:
-        return (f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the learning rate "
-                "would never reach its peak; lower --warmup_steps")
+        raise InputError(f"--warmup_steps {args.warmup_steps} is more than --max_steps {args.max_steps}: the "
+                         "learning rate would never reach its peak; lower --warmup_steps")
 
 
 def check_total_batch(total_batch_size, B, T, world_size):

@@ -7,31 +7,21 @@ import os
 import numpy as np
 
 from plumbing.cli import InputError
-from plumbing.files import fetch_tiny_shakespeare, folder_problem, lock_folder, sha256_of
-from plumbing.processes import run_or_stop_all, stop_if_any_failed, stop_unless_same
+from plumbing.files import check_folder, fetch_tiny_shakespeare, lock_folder, sha256_of
+from plumbing.processes import run_or_stop_all, stop_unless_same
 
 
 def read_text(path):
     """The text of a --data file. A file named input.txt is tiny Shakespeare: fetched on first use and checked."""
     if os.path.basename(path) == "input.txt":
         fetch_tiny_shakespeare(path)
-    if not os.path.isfile(path):
-        raise InputError(no_data_message(path))
+    check_data(path)
     try:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except UnicodeDecodeError:
         raise InputError(f"--data {path}: not UTF-8 text (a binary file?); pass a text file, or a directory of "
                          "shards written by fineweb.py")
-
-
-def no_data_message(data):
-    return (f"--data {data}: no such file or shard directory; run 'python fineweb.py' to make the FineWeb-Edu shards "
-            "in edu_fineweb10B/, or pass --data input.txt")
-
-
-def no_shards_message(data, split):
-    return f"--data {data}: no shards matching '{split}' in it; run 'python fineweb.py' first, or pass --data input.txt"
 
 
 def shard_names(data, split):
@@ -41,10 +31,8 @@ def shard_names(data, split):
 
 def shard_paths(data, split):
     """The shards of a split in a directory written by fineweb.py, as paths in name order."""
-    names = shard_names(data, split)
-    if not names:
-        raise InputError(no_shards_message(data, split))
-    return [os.path.join(data, name) for name in names]
+    check_data(data, splits=(split,))
+    return [os.path.join(data, name) for name in shard_names(data, split)]
 
 
 def data_fingerprint(data):
@@ -111,29 +99,33 @@ def check_token_ids(tokens, vocab_size, where):
                          "--vocab_size is too small")
 
 
-def data_problem(data):
-    """What --data names must be there: shards of both splits, or a text file (input.txt is downloaded if missing)."""
+def check_data(data, splits=("train", "val")):
+    """Raise an InputError unless what --data names is there: a folder with shards of each split, or a text file
+    (input.txt is downloaded if missing: its folder must be writable)."""
     if os.path.isdir(data):
-        for split in ("train", "val"):
+        for split in splits:
             if not shard_names(data, split):
-                return no_shards_message(data, split)
+                raise InputError(f"--data {data}: no shards matching '{split}' in it; run 'python fineweb.py' first, "
+                                 "or pass --data input.txt")
     elif os.path.basename(data) == "input.txt" and not os.path.exists(data):
-        return folder_problem("--data", os.path.dirname(data) or ".")  # tiny Shakespeare is downloaded there
+        check_folder("--data", os.path.dirname(data) or ".")  # tiny Shakespeare is downloaded there
     elif not os.path.isfile(data):
-        return no_data_message(data)
+        raise InputError(f"--data {data}: no such file or shard directory; run 'python fineweb.py' to make the "
+                         "FineWeb-Edu shards in edu_fineweb10B/, or pass --data input.txt")
     elif not os.access(data, os.R_OK):
-        return f"--data {data}: cannot be read; check its permissions"
-    return None
+        raise InputError(f"--data {data}: cannot be read; check its permissions")
 
 
-def paths_problem(data, log_dir=None, hellaswag_dir=None):
-    """What is wrong with the paths a training run reads and writes, or None: --data; --log_dir, on the process that
-    writes it (None on the others); --hellaswag_dir, where the val file is downloaded if missing (None: no
-    HellaSwag)."""
-    missing = hellaswag_dir and not os.path.exists(os.path.join(hellaswag_dir, "hellaswag_val.jsonl"))
-    problems = [data_problem(data), log_dir and folder_problem("--log_dir", log_dir),
-                hellaswag_dir and folder_problem("--hellaswag_dir", hellaswag_dir, write=missing)]
-    return next((problem for problem in problems if problem), None)
+def check_paths(data, log_dir=None, hellaswag_dir=None):
+    """Raise an InputError for the first path a training run reads or writes that will not do: --data; --log_dir, on
+    the process that writes it (None on the others); --hellaswag_dir, where the val file is downloaded if missing
+    (None: no HellaSwag)."""
+    check_data(data)
+    if log_dir:
+        check_folder("--log_dir", log_dir)
+    if hellaswag_dir:
+        missing = not os.path.exists(os.path.join(hellaswag_dir, "hellaswag_val.jsonl"))
+        check_folder("--hellaswag_dir", hellaswag_dir, write=missing)
 
 
 def check_same_data(data, ddp):
@@ -149,7 +141,7 @@ def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp, download_hellas
     (download_hellaswag: hellaswag.download, passed in so that this file imports nothing of the project) once per
     machine, by its local rank 0, while the other processes wait, and lock log_dir for this run. A problem on any
     process stops them all with its message."""
-    stop_if_any_failed(paths_problem(data, log_dir, hellaswag_dir), ddp)
+    run_or_stop_all(ddp, check_paths, data, log_dir, hellaswag_dir)
 
     def fetch():
         if os.path.basename(data) == "input.txt":

@@ -16,25 +16,27 @@ from tqdm import tqdm
 from plumbing.cli import InputError, RunError, _undo_at_exit
 
 
-def folder_problem(flag, path, write=True):
-    """Is `path` a folder, or can it be made one, that this process can read (and, with write, write in)?"""
+def check_folder(flag, path, write=True):
+    """Raise an InputError unless `path` is a folder, or can be made one, that this process can read (and, with
+    write, write in)."""
     if os.path.exists(path) and not os.path.isdir(path):
-        return f"{flag} {path}: is a file, not a folder; give a folder"
+        raise InputError(f"{flag} {path}: is a file, not a folder; give a folder")
     existing = os.path.abspath(path)
     while not os.path.exists(existing):  # the nearest folder that exists: the missing ones would be made in it
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing):
-        return f"{flag} {path}: {existing} is a file, so no folder can be made there; give another path"
+        raise InputError(f"{flag} {path}: {existing} is a file, so no folder can be made there; give another path")
     if not os.access(existing, (os.W_OK if write else 0) | os.R_OK | os.X_OK):
-        return f"{flag} {path}: cannot {'write in' if write else 'read'} {existing} (read-only?); give another folder"
-    return None
+        raise InputError(f"{flag} {path}: cannot {'write in' if write else 'read'} {existing} (read-only?); give "
+                         "another folder")
 
 
-def new_folder_problem(flag, path):
-    """A folder to be written whole (--export_hf): it must not exist yet, or be empty, and be writable."""
+def check_new_folder(flag, path):
+    """A folder to be written whole (--export_hf): raise an InputError unless it is missing, or empty, and can be
+    written."""
     if os.path.isdir(path) and os.listdir(path):
-        return f"{flag} {path}: already exists and is not empty; give a new folder, or empty this one"
-    return folder_problem(flag, path)
+        raise InputError(f"{flag} {path}: already exists and is not empty; give a new folder, or empty this one")
+    check_folder(flag, path)
 
 
 def write_atomically(path, write):
@@ -66,7 +68,7 @@ def write_folder(path, write):
         write(tmp)
         os.chmod(tmp, 0o755)  # mkdtemp makes it private
         if os.path.isdir(path):
-            os.rmdir(path)  # empty: new_folder_problem checked
+            os.rmdir(path)  # empty: check_new_folder checked
         os.replace(tmp, path)
     except OSError as e:
         raise RunError(f"could not write {path} ({e}); nothing was left behind: free some space, or give another "

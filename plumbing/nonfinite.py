@@ -28,17 +28,24 @@ def step_if_finite(optimizer, loss, norm, scaler=None):
         optimizer.step()
 
 
-def nonfinite_message(step, what, log_dir):
-    return (f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {log_dir}/ are all "
-            "from before it and untouched: continue from the last one with --resume auto (a lower --max_lr may "
-            "help), or pass --skip_nonfinite to skip such steps instead of stopping")
+class NotFinite(RunError):
+    """A loss, gradient norm or val loss (`what`, with its value) that is NaN or inf at `step`: the run stops."""
+
+    def __init__(self, step, what, log_dir):
+        super().__init__(f"step {step}: {what} is not finite, so the run stops here. The checkpoints in {log_dir}/ "
+                         "are all from before it and untouched: continue from the last one with --resume auto (a lower "
+                         "--max_lr may help), or pass --skip_nonfinite to skip such steps instead of stopping")
 
 
-def collapsed_scale_message(step, scale, log_dir):
-    return (f"step {step}: float16's loss scale fell to {scale:g}: the gradients overflow float16 at every step, so "
-            f"the run stops here. The checkpoints in {log_dir}/ are all from before it and untouched: continue from "
-            "the last one with --resume auto in --dtype bfloat16 (where the GPU has it) or float32, or with a lower "
-            "--max_lr; or pass --skip_nonfinite to skip such steps instead of stopping")
+class ScaleCollapsed(RunError):
+    """float16's loss scale fell below 1 at `step`: the gradients overflow at every step, and the run stops."""
+
+    def __init__(self, step, scale, log_dir):
+        super().__init__(f"step {step}: float16's loss scale fell to {scale:g}: the gradients overflow float16 at "
+                         f"every step, so the run stops here. The checkpoints in {log_dir}/ are all from before it and "
+                         "untouched: continue from the last one with --resume auto in --dtype bfloat16 (where the GPU "
+                         "has it) or float32, or with a lower --max_lr; or pass --skip_nonfinite to skip such steps "
+                         "instead of stopping")
 
 
 def skipped_step(step, loss, norm, scale, skip_nonfinite, log_dir, log):
@@ -55,9 +62,9 @@ def skipped_step(step, loss, norm, scale, skip_nonfinite, log_dir, log):
             log.write(f"{step} overflow {scale:g}")
             return True
     if not skip_nonfinite:
-        raise RunError(collapsed_scale_message(step, scale, log_dir) if math.isfinite(loss) and
-                                math.isfinite(norm) else nonfinite_message(step, f"loss {loss}, gradient norm "
-                                                                                    f"{norm}", log_dir))
+        if math.isfinite(loss) and math.isfinite(norm):
+            raise ScaleCollapsed(step, scale, log_dir)
+        raise NotFinite(step, f"loss {loss}, gradient norm {norm}", log_dir)
     print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
     log.write(f"{step} skipped {loss}")
     return True

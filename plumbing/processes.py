@@ -33,18 +33,18 @@ def print0(*args, **kwargs):
 
 
 def stop_if_any_failed(error, ddp):
-    """Every process passes None, or a message saying what went wrong on it. If any process has a message, every
-    process stops with it, naming the machines where it happened (each machine prints it once): none is left
-    waiting in a collective for a process that stopped."""
+    """Every process passes None, or the RunError that stops it. If any process has one, every process stops with its
+    message, naming the machines where it happened (each machine prints it once): none is left waiting in a
+    collective for a process that stopped."""
     if ddp:
         errors = [None] * dist.get_world_size()
-        dist.all_gather_object(errors, (error, this_machine()))
+        dist.all_gather_object(errors, (error and str(error), this_machine()))
         failed = [(e, where) for e, where in errors if e]
         if failed:
             places = ", ".join(dict.fromkeys(where for _, where in failed))
             raise RunError(f"{failed[0][0]} [on {places}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
     elif error:
-        raise RunError(error)
+        raise error
 
 
 class StopRequests:
@@ -81,18 +81,18 @@ def signal_of_any(signum, ddp):
     return signum
 
 
-def shared_gpu_problem(device):
-    """Under torchrun on CUDA: what is wrong if processes of one machine were given the same GPU, or None (every
-    process must call it). NCCL would stop them at their first collective with "Duplicate GPU detected"; this asks
-    through gloo (see setup_distributed), which needs no GPU."""
+def check_own_gpus(device):
+    """Under torchrun on CUDA: stop every process if processes of one machine were given the same GPU (every process
+    must call it). NCCL would stop them at their first collective with "Duplicate GPU detected"; this asks through
+    gloo (see setup_distributed), which needs no GPU."""
     mine = (this_machine(), str(torch.cuda.get_device_properties(device).uuid))
     everyone = [None] * dist.get_world_size()
     dist.all_gather_object(everyone, mine)
     gpus = [uuid for machine, uuid in everyone if machine == mine[0]]  # the GPU of each process of this machine
-    if len(set(gpus)) < len(gpus):
-        return (f"{len(gpus)} processes on this machine share {len(set(gpus))} GPU(s), and each needs one of its own: "
-                f"start at most {len(set(gpus))} here (torchrun --nproc_per_node {len(set(gpus))})")
-    return None
+    n = len(set(gpus))
+    shared = InputError(f"{len(gpus)} processes on this machine share {n} GPU(s), and each needs one of its own: start "
+                        f"at most {n} here (torchrun --nproc_per_node {n})") if n < len(gpus) else None
+    stop_if_any_failed(shared, ddp=True)  # each machine says it once, naming itself
 
 
 def run_or_stop_all(ddp, job, *args, where=True, **kwargs):
@@ -108,7 +108,7 @@ def run_or_stop_all(ddp, job, *args, where=True, **kwargs):
     except RunError as e:
         if not ddp:
             raise
-        error = str(e)
+        error = e
     stop_if_any_failed(error, ddp)
     return result
 

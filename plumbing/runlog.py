@@ -73,8 +73,8 @@ class Log:
                 f.flush()
             self.counts[line.split()[1]] += 1
         except OSError as e:  # a line cut short is dropped by a resume, like any line after its checkpoint
-            self.error = (f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the lines "
-                          "before are intact: free some space and continue with --resume auto")
+            self.error = RunError(f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the "
+                                  "lines before are intact: free some space and continue with --resume auto")
 
 
 def report(step, kind, label, value, log, ddp):
