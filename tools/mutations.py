@@ -3,8 +3,8 @@ Change each number of the recipe, one at a time, in a copy of this checkout, and
 that can change with every test passing is not pinned by any. Not a test itself (a full sweep takes about 15 minutes
 on 2 cores); run it after adding a number to the recipe or changing a test that pins one.
 
-    python tests/mutations.py              # every mutation below; prints which test caught each
-    python tests/mutations.py clip preset  # only those whose label contains one of the words
+    python tools/mutations.py              # every mutation below; prints which test caught each
+    python tools/mutations.py clip preset  # only those whose label contains one of the words
 
 Each mutation runs the tests that pin recipe numbers, in an order that fails fast, and stops at the first failure.
 """

@@ -2,8 +2,8 @@
 The sha256 of log.txt of a few fixed-seed training runs, for a change that must not change what the recipe computes
 (a refactor, a new code path that is off by default): run it before and after, and compare.
 
-    python tests/log_hashes.py                      # this checkout
-    python tests/log_hashes.py --repo ../old        # another checkout (a git worktree of an earlier commit, say)
+    python tools/log_hashes.py                      # this checkout
+    python tools/log_hashes.py --repo ../old        # another checkout (a git worktree of an earlier commit, say)
 
 The runs: 2 layers on tiny Shakespeare, 12 steps, an evaluation with HellaSwag every 4 steps (a 24-example file in
 the HellaSwag schema written here) and a checkpoint every 6, eager:

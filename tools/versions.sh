@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The README's test command under another torch, in a virtual environment of its own (.venvs/torch-VERSION), with
 # everything installed the way the README says:
-#   tests/versions.sh 2.8.0     torch 2.8.0 (the floor requirements.txt states), then the rest of requirements.txt
-#   tests/versions.sh newest    plain `pip install -r requirements.txt`: the newest release (on Linux a CUDA build,
+#   tools/versions.sh 2.8.0     torch 2.8.0 (the floor requirements.txt states), then the rest of requirements.txt
+#   tools/versions.sh newest    plain `pip install -r requirements.txt`: the newest release (on Linux a CUDA build,
 #                               a few GB, which on a machine without a GPU runs the tests on the CPU)
-# Arguments after the version go to pytest (tests/versions.sh newest -x -k resume). Run it again to reuse the
+# Arguments after the version go to pytest (tools/versions.sh newest -x -k resume). Run it again to reuse the
 # environment: pip keeps what already satisfies the request.
 set -euo pipefail
-version=${1:?"usage: tests/versions.sh VERSION|newest [pytest arguments]"}
+version=${1:?"usage: tools/versions.sh VERSION|newest [pytest arguments]"}
 shift
 cd "$(dirname "$0")/.."
 venv=".venvs/torch-$version"
