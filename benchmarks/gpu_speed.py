@@ -23,7 +23,6 @@ import tempfile
 import numpy as np
 import tiktoken
 import torch
-
 from cpu_speed import BASELINE, ROOT, STEPS, commit_of, git, tokens_per_second
 
 NEWEST = ("newest commit, default settings", None, [])

@@ -34,8 +34,9 @@ from torch.nn import functional as F
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
-import hellaswag  # noqa: E402  (after the path is set: benchmarks/ is not the repository root)
 from cpu_speed import matmul_flops  # noqa: E402  (benchmarks/cpu_speed.py, beside this file)
+
+import hellaswag  # noqa: E402  (after the path is set: benchmarks/ is not the repository root)
 from plumbing.datafiles import read_text  # noqa: E402
 from plumbing.hardware import autocast  # noqa: E402
 from train_gpt2 import GPT, GPTConfig  # noqa: E402

@@ -13,7 +13,6 @@ import torch.distributed as dist
 
 from plumbing.cli import InputError, RunError, _undo_at_exit
 
-
 # How long a collective waits for the slowest process before the run fails (torch's defaults: 10 minutes for NCCL, 30
 # for gloo). The longest wait is for rank 0's checkpoint: gpt2-xl's, with AdamW's state, is 19 GB, 16 minutes to write
 # at 20 MB/s (a slow network disk), and NCCL's 10 would kill the processes waiting for it. A first run's downloads

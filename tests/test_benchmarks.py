@@ -8,6 +8,7 @@ import torch
 from helpers import ROOT, run_command
 
 
+@pytest.mark.multiprocess
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
 def test_the_gpu_benchmark_says_clearly_that_there_is_no_gpu():
     out = run_command([sys.executable, os.path.join(ROOT, "benchmarks", "gpu_speed.py")], cwd=ROOT, timeout=120)
@@ -16,6 +17,8 @@ def test_the_gpu_benchmark_says_clearly_that_there_is_no_gpu():
     assert "Traceback" not in out.stderr
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_every_row_of_the_gpu_benchmark_runs_and_writes_nothing_into_the_checkout(shakespeare, tmp_path):
     # The GPU table's rows, run on the CPU with a tiny model (gpu_speed.py's hidden --device cpu): each step's commit
     # in a worktree, then the newest at its larger micro-batch. Its last row used to be refused after every other had
@@ -40,6 +43,8 @@ def test_every_row_of_the_gpu_benchmark_runs_and_writes_nothing_into_the_checkou
     assert (sorted(os.listdir(ROOT)), worktrees()) == before  # no log/, no worktree left behind
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available() or sys.platform == "win32", reason="needs a Unix machine without a GPU")
 def test_the_gpu_check_script_refuses_a_machine_without_a_gpu_smoke(tmp_path):
     # A smoke test of benchmarks/gpu_check.sh: it runs, writes its output file, and fails where there is no GPU

@@ -1,4 +1,5 @@
 """torch.compile changes speed, not results: the same loss and gradients as the eager model on the CPU."""
+import pytest
 import torch
 
 from train_gpt2 import GPT, GPTConfig
@@ -11,6 +12,8 @@ def loss_and_grads(forward, model, x, y):
     return loss.item(), {name: p.grad.clone() for name, p in model.named_parameters()}
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_compiled_model_matches_eager():
     torch.manual_seed(0)
     eager = GPT(GPTConfig(block_size=64, vocab_size=256, n_layer=2, n_head=2, n_embd=32))

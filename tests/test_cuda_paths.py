@@ -191,6 +191,8 @@ def torchrun(log_dir, data, nproc, fake_cuda=None):
     return out.returncode, out.stdout + out.stderr
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_each_process_that_is_shown_one_gpu_trains_on_it(shakespeare, tmp_path):
     # Two processes, each shown one GPU of its own, as its cuda:0 (SLURM's --gpus-per-task=1). Local rank 1 must run
     # on its cuda:0 and DDP must be given that GPU: DDP(device_ids=[LOCAL_RANK]) named a cuda:1 that this process does
@@ -202,6 +204,8 @@ def test_each_process_that_is_shown_one_gpu_trains_on_it(shakespeare, tmp_path):
     assert read(tmp_path / "cuda" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_processes_on_one_gpu_are_refused_with_how_many_the_machine_can_run(shakespeare, tmp_path):
     # torchrun --nproc_per_node=2 on a machine with one GPU: both processes get its cuda:0, and NCCL would stop them
     # at the first collective ("Duplicate GPU detected") with tracebacks. Refused first, each machine saying it once.
@@ -215,6 +219,7 @@ def test_two_processes_on_one_gpu_are_refused_with_how_many_the_machine_can_run(
     assert rc == 0, out[-3000:]
 
 
+@pytest.mark.slow
 def test_a_micro_batch_left_out_is_halved_until_a_step_fits_the_gpu(shakespeare, tmp_path, monkeypatch, capsys):
     # A 15 GB GPU where more than 16 rows run out of memory: the preset's 64 is tried, then 32, then 16, and the run
     # keeps its total batch with 4 micro-steps of 16 (and 4 val batches of 16 for its 1 of 64). It trains and logs
@@ -235,6 +240,8 @@ def test_a_micro_batch_left_out_is_halved_until_a_step_fits_the_gpu(shakespeare,
         train_gpt2.main([*flags, "--log_dir", str(tmp_path / "too_big"), "--batch_size", "32"])
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_processes_agree_on_the_smaller_micro_batch_that_fits(shakespeare, tmp_path):
     # Local rank 0's GPU fits 32 rows, local rank 1's 16: both take 16, and the run logs what two CPU processes
     # given --batch_size 16 (and --val_steps 4) log.

@@ -34,6 +34,8 @@ def losses(stdout):
     return [float(x) for x in re.findall(r"step +\d+ \| loss ([0-9.]+)", stdout)]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_two_processes_match_one_process_with_twice_the_accumulation(shakespeare, tmp_path):
     single = run([sys.executable], shakespeare, tmp_path / "one")
     assert "4 micro-steps of 2 x 32 on each of 1 process(es)" in single
@@ -59,6 +61,8 @@ def test_two_processes_match_one_process_with_twice_the_accumulation(shakespeare
         assert abs(val_a[step] - val_b[step]) <= 1e-4 * val_a[step]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_a_batch_the_world_size_cannot_divide_is_refused_before_any_work(shakespeare, tmp_path):
     bad = tiny_flags(**{**TINY, "total_batch_size": 192})  # 192 = 3 * 2 * 32: fine for one process, not for two
     env = dict(os.environ, OMP_NUM_THREADS="1")

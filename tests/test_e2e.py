@@ -13,6 +13,8 @@ from helpers import run_notebook, tiny_flags, write_hellaswag
 import fineweb
 import train_gpt2
 
+pytestmark = pytest.mark.slow  # the module's run compiles the model: about 15 s
+
 MAX_STEPS, INTERVAL = 6, 3
 TINY = tiny_flags(n_layer=2, max_steps=MAX_STEPS, warmup_steps=2, max_lr=3e-3, eval_interval=INTERVAL, val_steps=2,
                   sample_interval=INTERVAL, checkpoint_interval=INTERVAL, num_samples=2, max_new_tokens=5,
@@ -90,6 +92,8 @@ def test_training_continues_from_a_checkpoint_with_init_from(run, tmp_path, caps
     assert first_val == pytest.approx(events["val"][6], abs=1e-3)  # it starts where the first run ended
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_notebook_plots_the_log(run, tmp_path):
     from transformers import GPT2Config, GPT2LMHeadModel
     _, log_dir, _ = run

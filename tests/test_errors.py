@@ -13,7 +13,7 @@ import plumbing.checkpoints
 import plumbing.cli
 import plumbing.files
 import train_gpt2
-from train_gpt2 import GPT, GPTConfig, DataLoaderLite, parse_args
+from train_gpt2 import GPT, DataLoaderLite, GPTConfig, parse_args
 
 TINY = tiny_flags(max_steps=None)
 
@@ -202,6 +202,7 @@ def test_skip_nonfinite_logs_the_skipped_steps(shakespeare, tmp_path):
     assert kinds[3:] == [["1", "skipped"], ["2", "skipped"]]
 
 
+@pytest.mark.multiprocess
 def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shakespeare, tmp_path, small_disk,
                                                                              monkeypatch):
     # A checkpoint of this model, with its AdamW state, is about 19.6 MB: a 30 MB disk holds the one of step 2 and
@@ -267,6 +268,7 @@ def test_only_the_command_line_decorator_ends_the_process():
         assert bool(found) == (name == os.path.join("plumbing", "cli.py"))  # the one in command_line is seen
 
 
+@pytest.mark.multiprocess
 @pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads the process's memory from /proc (Linux)")
 def test_reading_a_checkpoint_copies_none_of_it_into_the_processs_memory(tmp_path):
     # Every process of a resume reads the whole checkpoint: gpt2-xl's is 19 GB, so 8 processes each holding a copy

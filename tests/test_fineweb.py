@@ -228,6 +228,7 @@ def test_user_mistakes_give_a_clear_message(tmp_path, make_args, message):
         assert "'id'" in str(exc.value) and "'text'" in str(exc.value)
 
 
+@pytest.mark.multiprocess
 def test_importing_does_nothing():
     code = "import sys, fineweb; assert fineweb._enc is None and 'datasets' not in sys.modules"
     root = os.path.dirname(os.path.abspath(fineweb.__file__))
@@ -246,6 +247,7 @@ def test_shards_left_from_another_run_are_pointed_out(corpus, tmp_path, capsys):
     assert "not from this run" in printed and "delete them" in printed
 
 
+@pytest.mark.multiprocess
 def test_a_full_disk_stops_with_a_message_and_keeps_the_shards_written(tmp_path, small_disk, monkeypatch):
     # 129,060 tokens in shards of 20,000 tokens, 40 KB each: a 96 KB disk holds two, and the third cannot be written.
     # Where no small file system can be mounted, the third write fails as a full disk would (ENOSPC).

@@ -121,6 +121,7 @@ def test_a_bad_value_is_refused_with_a_message_naming_its_flag(script, argv, fla
     assert os.listdir(paths["not_empty"]) == ["keep.txt"]
 
 
+@pytest.mark.multiprocess
 @pytest.mark.parametrize("script", list(SCRIPTS))
 def test_the_scripts_themselves_exit_with_the_message_alone(script, paths):
     # The rows above run main() in this process; here each script runs as a user runs it, on one bad value.

@@ -31,6 +31,7 @@ def scale_from(monkeypatch):
     return start
 
 
+@pytest.mark.slow
 def test_a_float16_run_tracks_the_float32_run(shakespeare, tmp_path):
     # 100 steps of the same model, data and seed; float16 rounds every matmul to 11 significant bits.
     flags = tiny_flags(max_steps=100, warmup_steps=10, max_lr=3e-3, eval_interval=100, sample_interval=1000)

@@ -17,10 +17,11 @@ from helpers import ROOT, run_command, tiny_flags
 
 import plumbing.hardware
 import plumbing.presets
-from train_gpt2 import GPT, GPTConfig, DataLoaderLite, forward_backward
+from train_gpt2 import GPT, DataLoaderLite, GPTConfig, forward_backward
 
 ON_GPU = torch.cuda.is_available()
-pytestmark = pytest.mark.skipif(not ON_GPU and not os.environ.get("TEST_GPU_ON_CPU"), reason="needs a CUDA GPU")
+pytestmark = [pytest.mark.gpu,
+              pytest.mark.skipif(not ON_GPU and not os.environ.get("TEST_GPU_ON_CPU"), reason="needs a CUDA GPU")]
 DEVICE = "cuda" if ON_GPU else "cpu"
 # The 124M shape on the GPU; a small one for the CPU check of this file.
 SHAPE = dict(vocab_size=50304) if ON_GPU else dict(vocab_size=50304, n_layer=2, n_head=2, n_embd=64, block_size=256)
@@ -118,8 +119,9 @@ def test_packed_hellaswag_picks_the_endings_that_one_example_at_a_time_picks(tmp
     # whole output head, in float32 on the same GPU.
     import json
 
-    import hellaswag
     from torch.nn import functional as F
+
+    import hellaswag
     words = ("the man opens a door and walks in to see his friend who sings a song about the sea while a dog runs "
              "away fast across the yard then sits down by the tree").split()
     with open(tmp_path / "hellaswag_val.jsonl", "w") as f:

@@ -479,6 +479,7 @@ def test_load_model_unknown_name_fails_clearly():
         hellaswag.load_model("gpt3", "cpu")
 
 
+@pytest.mark.multiprocess
 def test_import_has_no_side_effects(tmp_path):
     # In a fresh interpreter, in an empty directory, with no tokenizer cache: importing must print nothing,
     # write nothing, and load neither the tokenizer, transformers nor the training script.

@@ -4,6 +4,7 @@ different GPT classes would live in one process. And the training script stays t
 import os
 import sys
 
+import pytest
 from helpers import ROOT, run_command, tiny_flags, write_hellaswag
 
 TINY = tiny_flags(max_steps=1, hellaswag=None, hellaswag_limit=2)
@@ -18,6 +19,8 @@ print("GPT classes:", len(gpts), "| train_gpt2 imported:", "train_gpt2" in sys.m
 """
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_training_with_hellaswag_creates_one_gpt_class(shakespeare, tmp_path):
     write_hellaswag(tmp_path / "hellaswag")
     argv = [os.path.join(ROOT, "train_gpt2.py"), "--data", shakespeare, "--log_dir", str(tmp_path / "log"),
@@ -29,6 +32,7 @@ def test_training_with_hellaswag_creates_one_gpt_class(shakespeare, tmp_path):
     assert out.stdout.splitlines()[-1] == "GPT classes: 1 | train_gpt2 imported: False"
 
 
+@pytest.mark.multiprocess
 def test_hellaswag_and_fineweb_import_without_the_training_script():
     code = "import sys, hellaswag, fineweb; print('train_gpt2' in sys.modules)"
     out = run_command([sys.executable, "-c", code], cwd=ROOT, timeout=120)

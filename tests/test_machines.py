@@ -16,6 +16,8 @@ from helpers import ROOT, free_port, kill_tree, tiny_flags, write_hellaswag
 import hellaswag
 import plumbing.files
 
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow]
+
 FAKES = os.path.join(ROOT, "tests", "fakes.py")
 
 

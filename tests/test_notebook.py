@@ -2,6 +2,7 @@
 import os
 
 import nbformat
+import pytest
 import torch
 from helpers import ROOT, run_notebook
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -12,6 +13,8 @@ def test_notebook_is_committed_without_outputs():
     assert all(not cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_notebook_runs_smoke(tmp_path):
     torch.manual_seed(0)
     GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=4, n_embd=256, n_positions=128)).save_pretrained(tmp_path / "hf")

@@ -64,6 +64,8 @@ def test_resume_with_another_batch_size_is_refused(straight, shakespeare, tmp_pa
                          "--resume", str(straight / "model_00003.pt"), "--total_batch_size", "256"])
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_run_killed_with_sigkill_resumes_in_a_new_process_to_the_straight_run(shakespeare, tmp_path):
     # SIGKILL gives the run no chance to clean up: whatever it was doing (a step, an evaluation, a checkpoint being

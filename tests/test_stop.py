@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from helpers import ROOT, kill_tree, tiny_flags
 
-pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file locks")
+pytestmark = [pytest.mark.multiprocess, pytest.mark.slow,
+              pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and file locks")]
 
 TRAIN = os.path.join(ROOT, "train_gpt2.py")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]

@@ -12,6 +12,8 @@ def losses_printed(out):
     return [float(m) for m in re.findall(r"step +\d+ \| loss ([0-9.]+)", out)]
 
 
+@pytest.mark.multiprocess
+@pytest.mark.slow
 def test_tiny_model_learns_tiny_shakespeare(shakespeare, capsys, tmp_path):
     main(["--data", shakespeare, "--log_dir", str(tmp_path),
           *tiny_flags(eval_interval=20, val_steps=4, n_layer=2, n_embd=64, batch_size=8, seq_len=64,
