@@ -39,8 +39,8 @@ import numpy as np
 import tiktoken
 from tqdm import tqdm
 
-# plumbing (the errors, the flag and folder checks) is imported inside the functions that use it, never at the top:
-# the tokenizer processes import this file too, and plumbing would bring torch into every one of them.
+from plumbing.cli import InputError, RunError, Stopped, command_line, whole_number
+from plumbing.files import check_folder, lock_folder, write_atomically
 
 # ----------------------------------------------------------------------------------------------------------------------
 # Tokenizing one document
@@ -87,7 +87,6 @@ def looks_like_hub_name(name):
 def local_data_files(path):
     """A local file or folder -> (builder, sorted list of files). Raises an InputError when nothing there is
     readable."""
-    from plumbing.cli import InputError
     if os.path.isdir(path):
         files = sorted(f for f in glob.glob(os.path.join(path, "*")) if os.path.splitext(f)[1] in BUILDERS)
         if not files:
@@ -112,7 +111,6 @@ def load_docs(dataset, name, split, text_column="text"):
     # Imported here, not at the top: worker processes re-import this module and never need datasets (slow to import).
     import datasets
 
-    from plumbing.cli import InputError, RunError
 
     if os.path.exists(dataset):
         builder, files = local_data_files(dataset)
@@ -159,8 +157,6 @@ def shard_path(out_dir, index):
 def write_shard(path, tokens):
     """Write tokens to path, all or nothing (plumbing.files.write_atomically: a temporary name, synced, then renamed).
     np.save is given an open file because, given a file name, it appends '.npy' to one that lacks it."""
-    from plumbing.cli import RunError
-    from plumbing.files import write_atomically
     try:
         write_atomically(path, lambda f: np.save(f, tokens, allow_pickle=False))
     except OSError as e:  # a full disk, say
@@ -191,7 +187,6 @@ def save_shard(out_dir, index, tokens):
 
 
 def parse_args(argv=None):
-    from plumbing.cli import whole_number
 
     parser = argparse.ArgumentParser(description="Tokenize FineWeb-Edu (or local text) with GPT-2's BPE into .npy "
                                                  "shards of uint16 tokens for train_gpt2.py.")
@@ -210,15 +205,9 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
+@command_line  # a RunError ends the command with its message
 def main(argv=None):
-    from plumbing.cli import command_line
-    command_line(make_shards)(argv)  # a RunError ends the command with its message
-
-
-def make_shards(argv=None):
     """What `python fineweb.py ARGV` does."""
-    from plumbing.cli import InputError, Stopped
-    from plumbing.files import check_folder, lock_folder
     args = parse_args(argv)
     check_folder("--out_dir", args.out_dir)  # before the dataset is downloaded or read
     lock_folder("--out_dir", args.out_dir)  # one fineweb.py per folder: two would write the same shards

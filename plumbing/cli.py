@@ -1,14 +1,14 @@
 """
 The command line: the errors a command stops with (RunError, InputError, Stopped), the one place where a command's
-process ends (command_line), and flags checked as they are parsed.
+process ends (command_line), and flags checked as they are parsed. It does not import torch, so that fineweb.py's
+tokenizer processes need not load it.
 """
 import argparse
 import functools
 import math
 import re
 import signal
-
-import torch.distributed as dist
+import sys
 
 
 class RunError(Exception):
@@ -44,18 +44,22 @@ def command_line(main):
     with its status (the one place where a script's work is ended with an exit), and so that however main() ends, at
     its last step or on an error, it leaves no process group, signal handler or folder lock behind: this is the
     lecture's destroy_process_group() at the end of a DDP run (NCCL warns at exit of a group left behind)."""
+    def group():  # torch.distributed, if main() set up a process group (a script that never imported torch has none)
+        dist = sys.modules.get("torch.distributed")
+        return dist if dist is not None and dist.is_available() and dist.is_initialized() else None
+
     @functools.wraps(main)
     def run(*args, **kwargs):
         try:
             result = main(*args, **kwargs)
-            if dist.is_available() and dist.is_initialized():
+            if dist := group():
                 # Every process ends here together. Rank 0 samples after the last checkpoint while the others are done:
                 # a process that tore gloo down and exited meanwhile was killed in about one run in 20 by
                 # "terminate called without an active exception" as its interpreter shut down.
                 dist.barrier()
             return result
         except Stopped as e:
-            if dist.is_available() and dist.is_initialized():
+            if dist := group():
                 dist.barrier()  # every process stops after the same step: here, together, as above
             raise SystemExit(e.status) from None
         except RunError as e:
@@ -63,7 +67,7 @@ def command_line(main):
         finally:
             while _undo_at_exit:
                 _undo_at_exit.pop()()
-            if dist.is_available() and dist.is_initialized():
+            if dist := group():
                 dist.destroy_process_group()
     return run
 
