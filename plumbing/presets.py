@@ -9,7 +9,7 @@ train_gpt2.py's flags.
 # since the GPT-2 paper does not give them per size. The micro-batch B is this project's: see below.
 #          name: (n_layer, n_head, n_embd, context, total_batch_size, max_lr, B)
 MODEL_PRESETS = {
-    "gpt2": (12, 12, 768, 1024, 2**19, 6e-4, 64),  # 124M, 59 GB by the estimate below
+    "gpt2": (12, 12, 768, 1024, 2**19, 6e-4, 64),  # 124M, 59 GB by the estimate
     "gpt2-medium": (24, 16, 1024, 1024, 2**19, 3e-4, 32),  # 350M, 55 GB
     "gpt2-large": (36, 20, 1280, 1024, 2**19, 2.5e-4, 16),  # 774M, 52 GB
     "gpt2-xl": (48, 25, 1600, 1024, 2**20, 2e-4, 8),  # 1558M, 57 GB
@@ -20,26 +20,9 @@ MODEL_PRESETS = {
     # size of 128 and d_model 2048, so 16 heads.
     "gpt3-xl": (24, 16, 2048, 2048, 2**20, 2e-4, 8),  # 1.3B, 64 GB
 }
-# Each micro-batch B is the largest power of two, up to 64K tokens (the 124M recipe's 64 x 1024), whose memory by
-# training_memory() fits in 90% of an 80 GB GPU (the rest for the CUDA context and the allocator's fragmentation).
-# An estimate until measured on the GPU: if a run still runs out of memory, halve --batch_size.
-GPU_MEMORY = 80e9
-
-
-def training_memory(n_layer, n_embd, context, tokens, vocab_size=50304):
-    """Bytes one training process needs, estimated, for `tokens` = B * T tokens per micro-step under bf16 autocast with
-    flash attention:
-      18 per parameter: float32 weights, gradients and AdamW's two moments (4 + 4 + 8), and autocast's bf16 copy of
-        the weights (2). Under DDP the gradients are its all-reduce buckets: with gradient_as_bucket_view=True each
-        .grad is a view into them (PyTorch PR #41954 measured the saving as the size of the gradients); without it,
-        DDP would keep the buckets beside the gradients, 4 more;
-      40 * n_embd per token and layer, the activations kept for backward: Korthikanti et al. 2022 ("Reducing
-        Activation Recomputation in Large Transformer Models", section 4.1) count 34 * n_embd in 16-bit, plus a
-        5 * heads * T term for the attention matrix that flash attention never stores; the residual stream and the
-        LayerNorms here are float32, hence 40;
-      10 * vocab per token for the logits: bf16 logits, the float32 log-softmax the loss keeps, and its gradient."""
-    n_params = n_layer * (12 * n_embd**2 + 13 * n_embd) + (vocab_size + context) * n_embd + 2 * n_embd
-    return 18 * n_params + tokens * (40 * n_layer * n_embd + 10 * vocab_size)
+# Each micro-batch B is the largest power of two, up to 64K tokens (the 124M recipe's 64 x 1024), that fits in 90% of
+# an 80 GB GPU by the memory estimate in tests/helpers.py (training_memory), which tests/test_presets.py checks. An
+# estimate until measured on a GPU; a run halves a micro-batch left out until a step fits (hardware.py).
 
 
 WARMUP_TOKENS = 375e6  # GPT-3 paper, appendix B: linear warmup over the first 375M tokens

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT, run_command, tiny_flags
+from helpers import ROOT, run_command, tiny_flags, training_memory
 
 import plumbing.hardware
 import plumbing.presets
@@ -168,7 +168,7 @@ def test_each_presets_training_step_fits_in_the_memory_estimate(one_process_torc
         for name in plumbing.presets.MODEL_PRESETS:
             args = parse_args(["--model", name])
             B, T = args.batch_size, args.seq_len
-            estimate = plumbing.presets.training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
+            estimate = training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
             if estimate > 0.9 * total:
                 print(f"\n{name}: estimate {estimate / 1e9:.1f} GB does not fit this GPU; not measured")
                 continue

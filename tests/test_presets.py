@@ -1,6 +1,7 @@
 """Model presets: the shapes give the published parameter counts, the recipe follows, and flags override."""
 import pytest
 import torch
+from helpers import GPU_MEMORY, training_memory
 
 import plumbing.presets
 from train_gpt2 import GPT, GPTConfig, parse_args
@@ -108,9 +109,9 @@ def test_each_presets_micro_batch_is_the_largest_that_the_memory_estimate_fits_o
     T = args.seq_len
 
     def memory(B):
-        return plumbing.presets.training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
-    assert memory(args.batch_size) <= 0.9 * plumbing.presets.GPU_MEMORY
-    assert args.batch_size * T == 64 * 1024 or memory(2 * args.batch_size) > 0.9 * plumbing.presets.GPU_MEMORY
+        return training_memory(args.n_layer, args.n_embd, args.block_size, B * T)
+    assert memory(args.batch_size) <= 0.9 * GPU_MEMORY
+    assert args.batch_size * T == 64 * 1024 or memory(2 * args.batch_size) > 0.9 * GPU_MEMORY
     assert args.total_batch_size % (args.batch_size * T * 8) == 0  # 8 GPUs can split the batch
 
 
@@ -118,6 +119,6 @@ def test_the_memory_estimate_counts_the_models_own_parameters():
     # training_memory counts parameters from the shape; GPT itself is the reference.
     for name in plumbing.presets.MODEL_PRESETS:
         args = parse_args(["--model", name])
-        with_no_tokens = plumbing.presets.training_memory(args.n_layer, args.n_embd, args.block_size, 0,
+        with_no_tokens = training_memory(args.n_layer, args.n_embd, args.block_size, 0,
                                                           vocab_size=50257)
         assert with_no_tokens == 18 * n_params(args), name
