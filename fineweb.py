@@ -121,8 +121,8 @@ def load_docs(dataset, name, split, text_column="text"):
             ds = datasets.load_dataset(dataset, name=name, split=split)
         except Exception as e:  # no network, a typo in the name or config: say so without a page of traceback
             raise RunError(f"could not load {dataset!r} (config {name!r}, split {split!r}) from the HuggingFace hub:"
-                             f" {type(e).__name__}: {e}\ncheck the name, --name, --split and your network, or pass a "
-                             f"local file with --dataset") from e
+                           f" {type(e).__name__}: {e}\ncheck the name, --name, --split and your network, or pass a "
+                           f"local file with --dataset") from e
     else:
         raise InputError(f"--dataset {dataset}: no such file or folder (and not a hub name like "
                          "HuggingFaceFW/fineweb-edu): check the path")

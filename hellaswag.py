@@ -47,7 +47,7 @@ import torch
 from torch.nn import functional as F
 
 from plumbing import files
-from plumbing.cli import InputError, RunError, command_line, device_name, load_named_by, whole_number
+from plumbing.cli import InputError, RunError, command_line, device_name, named_by, whole_number
 from plumbing.files import check_folder
 from plumbing.hardware import autocast, full_float32, pick_autocast_dtype, pick_device
 
@@ -76,7 +76,7 @@ def download(split, data_dir="hellaswag"):
         files.download(url, path)
     except OSError as e:  # URLError, timeouts, refused connections, a download cut short
         raise RunError(f"could not download HellaSwag {split} from {url}: {e}\n"
-                         f"If this machine is offline, download that file elsewhere and put it at {path}") from e
+                       f"If this machine is offline, download that file elsewhere and put it at {path}") from e
     return path
 
 
@@ -194,7 +194,7 @@ def score(model, tokens, pos, segment):
         logits = model.lm_head(hidden[rows, source].float())  # (number of ending tokens, V)
     token_losses = F.cross_entropy(logits, tokens[rows, cols], reduction="none")
     sum_loss = torch.zeros(tokens.size(0), 4, device=tokens.device).index_put_((rows, ending), token_losses,
-                                                                            accumulate=True)  # (N, 4)
+                                                                               accumulate=True)  # (N, 4)
     num_tokens = torch.zeros_like(sum_loss).index_put_((rows, ending), torch.ones_like(token_losses), accumulate=True)
     # argmin picks the first of tied endings, like the brute-force reference in the tests.
     return sum_loss.argmin(dim=1).tolist(), (sum_loss / num_tokens).argmin(dim=1).tolist()
@@ -327,7 +327,8 @@ def main(argv=None):
     path = os.path.join(args.data_dir, f"hellaswag_{args.split}.jsonl")
     check_folder("--data_dir", args.data_dir, write=not os.path.exists(path))
     download(args.split, args.data_dir)  # before loading the model: offline, fail in a second, not after gpt2-xl
-    model = load_named_by("--model", lambda name: load_model(name, device), args.model)
+    with named_by("--model"):
+        model = load_model(args.model, device)
     num_correct, num_correct_norm, num_total = evaluate(
         model, device=device, split=args.split, data_dir=args.data_dir, limit=args.limit,
         autocast_dtype=autocast_dtype, print_every=1000, batch_size=args.batch_size)

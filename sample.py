@@ -14,7 +14,7 @@ import time
 
 import tiktoken
 
-from plumbing.cli import command_line, device_name, load_named_by, real_number, whole_number
+from plumbing.cli import command_line, device_name, named_by, real_number, whole_number
 from plumbing.hardware import pick_device, synchronize
 from train_gpt2 import GPT, sample
 
@@ -42,7 +42,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     device, device_type = pick_device(args.device)
-    model = load_named_by("--init_from", GPT.load, args.init_from).to(device).eval()
+    with named_by("--init_from"):
+        model = GPT.load(args.init_from).to(device).eval()
     enc = tiktoken.get_encoding("gpt2")
     t0 = time.perf_counter()
     texts = sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,

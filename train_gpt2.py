@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 import hellaswag
-from plumbing import checkpoints, cli, datafiles, hardware, huggingface, nonfinite, presets, processes, runlog
+from plumbing import checkpoints, cli, datafiles, files, hardware, huggingface, nonfinite, presets, processes, runlog
 from plumbing.processes import print0  # print, from rank 0 only
 
 # Shape letters used in the comments below: B batch, T time (sequence position), C channels (n_embd),
@@ -235,7 +235,7 @@ class GPT(nn.Module):
         our module tree; the shape comes from the checkpoint's config."""
         if name_or_path not in cls.OPENAI_MODELS and not os.path.isdir(name_or_path):
             raise cli.InputError(f"unknown model {name_or_path!r}: use one of {', '.join(cls.OPENAI_MODELS)} or "
-                                      "a directory written by GPT2LMHeadModel.save_pretrained")
+                                 "a directory written by GPT2LMHeadModel.save_pretrained")
         from transformers import GPT2LMHeadModel  # imported here: training from scratch does not need transformers
 
         try:
@@ -251,7 +251,7 @@ class GPT(nn.Module):
         sd_hf = {k: v for k, v in hf_model.state_dict().items() if not k.endswith((".attn.bias", ".attn.masked_bias"))}
         if set(sd) != set(sd_hf):
             raise cli.InputError(f"{name_or_path}: not a GPT-2 checkpoint; missing "
-                                      f"{sorted(set(sd) - set(sd_hf))}, unexpected {sorted(set(sd_hf) - set(sd))}")
+                                 f"{sorted(set(sd) - set(sd_hf))}, unexpected {sorted(set(sd_hf) - set(sd))}")
         with torch.no_grad():
             for name, tensor in sd_hf.items():
                 if name.endswith(cls.CONV1D_WEIGHTS):
@@ -259,27 +259,6 @@ class GPT(nn.Module):
                 assert sd[name].shape == tensor.shape, f"{name}: {tuple(sd[name].shape)} vs {tuple(tensor.shape)}"
                 sd[name].copy_(tensor)
         return model
-
-    def save_pretrained(self, out_dir):
-        """Write this model as a transformers GPT2LMHeadModel directory (safetensors, tied embeddings), the way
-        from_pretrained reads one, so it works with transformers pipelines and lm-evaluation-harness. A padded
-        vocabulary is cut back to the tokenizer's 50257 rows: the others are never real tokens."""
-        from transformers import GPT2Config, GPT2LMHeadModel  # imported here: training does not need transformers
-
-        c = self.config
-        vocab_size = min(c.vocab_size, GPT2_VOCAB_SIZE)
-        hf_config = GPT2Config(vocab_size=vocab_size, n_positions=c.block_size, n_embd=c.n_embd, n_layer=c.n_layer,
-                               n_head=c.n_head, activation_function="gelu_new", tie_word_embeddings=True)
-        hf_model = GPT2LMHeadModel(hf_config)
-        sd_hf = hf_model.state_dict()
-        with torch.no_grad():
-            for name, tensor in self.state_dict().items():
-                if name in ("transformer.wte.weight", "lm_head.weight"):
-                    tensor = tensor[:vocab_size]
-                if name.endswith(self.CONV1D_WEIGHTS):
-                    tensor = tensor.t()  # back to the checkpoint's (in, out) layout
-                sd_hf[name].copy_(tensor)
-        hf_model.save_pretrained(out_dir, safe_serialization=True)
 
     @classmethod
     def from_checkpoint(cls, path):
@@ -488,8 +467,8 @@ def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, data_dir, lim
     uncompiled model: every batch of examples has its own length, and a compiled one would recompile for each."""
     # Not a collective: a process that finds a damaged file must stop the others (processes.run_or_stop_all).
     counts = processes.run_or_stop_all(world_size > 1, hellaswag.evaluate, model, device=device, split="val",
-                                      data_dir=data_dir, rank=rank, world_size=world_size, limit=limit,
-                                      autocast_dtype=amp_dtype, batch_size=batch_size)
+                                       data_dir=data_dir, rank=rank, world_size=world_size, limit=limit,
+                                       autocast_dtype=amp_dtype, batch_size=batch_size)
     counts = torch.tensor(counts, dtype=torch.long, device=device)  # (correct, correct_norm, total)
     if world_size > 1:
         dist.all_reduce(counts, op=dist.ReduceOp.SUM)
@@ -521,7 +500,7 @@ def setup_distributed(requested_device):
     device, device_type = hardware.pick_device(requested_device)
     if ddp and device_type == "mps":
         raise cli.InputError("torchrun with MPS: PyTorch cannot run DDP on Apple GPUs; run one process, or "
-                                  "--device cpu")
+                             "--device cpu")
     if ddp and device_type == "cuda":
         device = processes.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
     if device_type == "cuda" and torch.device(device).index is not None:  # what torch.cuda's calls look at
@@ -634,9 +613,25 @@ def parse_args(argv=None):
             setattr(args, name, value)
     try:
         cli.check_flags(args)  # flags that do not go together
+        if args.export_hf:  # a folder that will not do is refused before the model is loaded
+            files.check_new_folder("--export_hf", args.export_hf)
     except cli.InputError as e:
         parser.error(str(e))
     return args
+
+
+def prepare_files(args, local_rank, master_process, ddp):
+    """Before any work, so that a wrong path costs seconds: check the paths the run reads and writes, fetch tiny
+    Shakespeare and HellaSwag's val set once per machine (by its local rank 0, while the others wait), check that
+    every machine holds the same data, then lock --log_dir for this run. A problem on any process stops them all."""
+    processes.run_or_stop_all(ddp, datafiles.check_paths, args.data, args.log_dir if master_process else None,
+                              args.hellaswag_dir if args.hellaswag else None)
+    if os.path.basename(args.data) == "input.txt":
+        processes.run_or_stop_all(ddp, files.fetch_tiny_shakespeare, args.data, where=local_rank == 0)
+    if args.hellaswag:
+        processes.run_or_stop_all(ddp, hellaswag.download, "val", args.hellaswag_dir, where=local_rank == 0)
+    datafiles.check_same_data(args.data, ddp)  # each machine reads its own copy
+    processes.run_or_stop_all(ddp, files.lock_folder, "--log_dir", args.log_dir, where=master_process)
 
 
 def load_run(args, world_size, ddp):
@@ -648,7 +643,8 @@ def load_run(args, world_size, ddp):
     checkpoint = None
     # Every process loads the model from its own machine's files: if one cannot, every process stops.
     if path is not None:
-        model, checkpoint = processes.run_or_stop_all(ddp, cli.load_named_by, "--resume", GPT.from_checkpoint, path)
+        with cli.named_by("--resume"):
+            model, checkpoint = processes.run_or_stop_all(ddp, GPT.from_checkpoint, path)
         checkpoints.check_same_checkpoint(path, checkpoint["step"], ddp)
         if args.batch_size_left_out:  # that run's, which it found to fit
             args.batch_size = checkpoint["args"]["batch_size"]
@@ -656,27 +652,28 @@ def load_run(args, world_size, ddp):
         checkpoints.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches
         print0(f"resuming from {path} at step {checkpoint['step']}")
     elif args.init_from != "scratch":
-        model = processes.run_or_stop_all(ddp, cli.load_named_by, "--init_from", GPT.load, args.init_from)
+        with cli.named_by("--init_from"):
+            model = processes.run_or_stop_all(ddp, GPT.load, args.init_from)
     else:
         model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
                               n_head=args.n_head, n_embd=args.n_embd))
     if args.max_steps > 0 and args.seq_len > model.config.block_size:  # a loaded model's context is known only now
         raise cli.InputError(f"--seq_len {args.seq_len} is longer than the model's context of "
-                                  f"{model.config.block_size} tokens; lower --seq_len")
+                             f"{model.config.block_size} tokens; lower --seq_len")
     return model, checkpoint
 
 
 @cli.command_line  # on return, destroys the process group as the lecture does; an InputError ends with its message
 def main(argv=None):
     args = parse_args(argv)
-    if args.export_hf:
-        return huggingface.export_hf(GPT.load, args.init_from, args.export_hf)
+    if args.export_hf:  # write the --init_from model as a HuggingFace directory, and nothing else
+        with cli.named_by("--init_from"):
+            return huggingface.export(GPT.load(args.init_from), args.export_hf, GPT2_VOCAB_SIZE)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
     args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
     if args.max_steps > 0:  # before any work: a wrong path costs seconds
-        datafiles.prepare_files(args.data, args.log_dir if master_process else None,
-                               args.hellaswag_dir if args.hellaswag else None, local_rank, ddp, hellaswag.download)
+        prepare_files(args, local_rank, master_process, ddp)
     T = args.seq_len
     grad_accum_steps_for(args.total_batch_size, args.batch_size, T, world_size)  # checked before any work
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
@@ -738,7 +735,7 @@ def main(argv=None):
             if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
                 path = checkpoints.checkpoint_path(args.log_dir, step)
                 processes.run_or_stop_all(ddp, checkpoints.save_checkpoint, path, raw_model, step, loss_val, args,
-                                         optimizer, train_loader, scaler, where=master_process)
+                                          optimizer, train_loader, scaler, where=master_process)
                 print0(f"step {step:5d} | saved {path}")
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,

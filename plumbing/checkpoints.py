@@ -137,7 +137,7 @@ def restore_run(checkpoint, optimizer, train_loader, scaler):
     used, see above.)"""
     if ("scaler" in checkpoint) != scaler.is_enabled():
         was, now = ("in float16" if f16 else "in bfloat16 or float32" for f16 in ("scaler" in checkpoint,
-                                                                                    scaler.is_enabled()))
+                                                                                  scaler.is_enabled()))
         raise InputError(f"--resume: that run trained {was}, this one would train {now}; resume with that run's "
                          "--dtype, or start a new run")
     if scaler.is_enabled():

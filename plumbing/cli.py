@@ -4,6 +4,7 @@ process ends (command_line), and flags checked as they are parsed. It does not i
 tokenizer processes need not load it.
 """
 import argparse
+import contextlib
 import functools
 import math
 import re
@@ -139,9 +140,11 @@ def check_total_batch(total_batch_size, B, T, world_size):
                          f"multiple of {per_micro_step:,}, or change --batch_size / --seq_len")
 
 
-def load_named_by(flag, load, name_or_path):
-    """load(name_or_path), for the model that `flag` names: an InputError it raises says which flag named it."""
+@contextlib.contextmanager
+def named_by(flag):
+    """Inside it, a RunError (a model or checkpoint that cannot be loaded, say) says which flag named what failed:
+    "--init_from: gpt3: unknown model ...". Its kind (InputError or RunError) is kept."""
     try:
-        return load(name_or_path)
-    except InputError as e:
-        raise InputError(f"{flag}: {e}") from None
+        yield
+    except RunError as e:
+        raise (InputError if isinstance(e, InputError) else RunError)(f"{flag}: {e}", quiet=e.quiet) from None

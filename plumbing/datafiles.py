@@ -1,14 +1,14 @@
 """
 The training data: a text file, or the shards fineweb.py writes, read as one stream of tokens; checked before any
-work, and fetched once per machine.
+work, and the same on every machine.
 """
 import os
 
 import numpy as np
 
 from plumbing.cli import InputError
-from plumbing.files import check_folder, fetch_tiny_shakespeare, lock_folder, sha256_of
-from plumbing.processes import run_or_stop_all, stop_unless_same
+from plumbing.files import check_folder, fetch_tiny_shakespeare, sha256_of
+from plumbing.processes import stop_unless_same
 
 
 def read_text(path):
@@ -133,21 +133,3 @@ def check_same_data(data, ddp):
     if ddp:
         stop_unless_same(data_fingerprint(data), f"--data {data}: not the same files as on rank 0's machine (another "
                          "shard, or one of another size); make every machine's copy the same", ddp)
-
-
-def prepare_files(data, log_dir, hellaswag_dir, local_rank, ddp, download_hellaswag):
-    """A training run's files, before any work: check the paths it reads and writes (log_dir: None on the processes
-    that do not write it; hellaswag_dir: None without HellaSwag), fetch tiny Shakespeare and HellaSwag's val set
-    (download_hellaswag: hellaswag.download, passed in so that this file imports nothing of the project) once per
-    machine, by its local rank 0, while the other processes wait, and lock log_dir for this run. A problem on any
-    process stops them all with its message."""
-    run_or_stop_all(ddp, check_paths, data, log_dir, hellaswag_dir)
-
-    def fetch():
-        if os.path.basename(data) == "input.txt":
-            fetch_tiny_shakespeare(data)
-        if hellaswag_dir:
-            download_hellaswag("val", hellaswag_dir)
-    run_or_stop_all(ddp, fetch, where=local_rank == 0)
-    check_same_data(data, ddp)  # each machine reads its own copy
-    run_or_stop_all(ddp, lock_folder, "--log_dir", log_dir, where=log_dir is not None)  # one run

@@ -72,7 +72,7 @@ def write_folder(path, write):
         os.replace(tmp, path)
     except OSError as e:
         raise RunError(f"could not write {path} ({e}); nothing was left behind: free some space, or give another "
-                         "folder") from None
+                       "folder") from None
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
@@ -165,7 +165,7 @@ def fetch_tiny_shakespeare(path="input.txt"):
             download(TINY_SHAKESPEARE_URL, path, TINY_SHAKESPEARE_SHA256)
         except OSError as e:
             raise RunError(f"could not download tiny Shakespeare from {TINY_SHAKESPEARE_URL} ({e}); "
-                             f"download it by hand to {path}, or pass --data with a text file of your own")
+                           f"download it by hand to {path}, or pass --data with a text file of your own")
     elif sha256_of(path) != TINY_SHAKESPEARE_SHA256:
         raise InputError(f"{path} is not tiny Shakespeare (its sha256 is not {TINY_SHAKESPEARE_SHA256}): delete it "
                          "to download it again, or, if it is your own text, give it another name and pass --data")

@@ -116,14 +116,14 @@ def test_cuda_n_without_torchrun_becomes_the_current_gpu(monkeypatch):
     ("NVIDIA GeForce RTX 4090", (8, 9), torch.bfloat16, "has bf16 tensor cores"),
     ("NVIDIA H100 80GB HBM3", (9, 0), torch.bfloat16, "has bf16 tensor cores")])
 def test_dtype_auto_is_bf16_where_the_gpu_has_it_natively_else_float16_on_tensor_cores(monkeypatch, name, capability,
-                                                                                      dtype, why):
+                                                                                       dtype, why):
     # V100 (7.0) and T4 (7.5) emulate bf16, and torch.cuda.is_bf16_supported() counts that: it says yes on both.
     # Their tensor cores do float16, with a gradient scaler; a GPU without tensor cores keeps float32.
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
     assert plumbing.hardware.autocast_choice("auto", "cuda") == (dtype, f"auto: {name}, compute capability "
-                                                               f"{capability[0]}.{capability[1]}, {why}")
+                                                                 f"{capability[0]}.{capability[1]}, {why}")
     assert plumbing.hardware.pick_autocast_dtype("bfloat16", "cuda") is torch.bfloat16  # asked for: given
     assert plumbing.hardware.pick_autocast_dtype("float16", "cuda") is torch.float16
 

@@ -204,7 +204,7 @@ def test_skip_nonfinite_logs_the_skipped_steps(shakespeare, tmp_path):
 
 @pytest.mark.multiprocess
 def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shakespeare, tmp_path, small_disk,
-                                                                             monkeypatch):
+                                                                            monkeypatch):
     # A checkpoint of this model, with its AdamW state, is about 19.6 MB: a 30 MB disk holds the one of step 2 and
     # the log, and the one of step 4 cannot be written. Where no small file system can be mounted, the second
     # checkpoint's write fails as a full disk would (ENOSPC) after half a file.

@@ -1,4 +1,4 @@
-"""Export to HuggingFace: what GPT.save_pretrained writes, transformers loads, with the same logits as ours."""
+"""Export to HuggingFace: what huggingface.save_pretrained writes, transformers loads, with the same logits as ours."""
 import os
 
 import torch
@@ -6,7 +6,8 @@ from transformers import GPT2LMHeadModel
 
 import plumbing.checkpoints
 import train_gpt2
-from train_gpt2 import GPT, GPTConfig
+from plumbing.huggingface import save_pretrained
+from train_gpt2 import GPT, GPT2_VOCAB_SIZE, GPTConfig
 
 
 def trained_looking_model():
@@ -21,7 +22,7 @@ def trained_looking_model():
 
 def test_export_loads_in_transformers_with_our_logits(tmp_path):
     model = trained_looking_model()
-    model.save_pretrained(tmp_path / "hf")
+    save_pretrained(model, tmp_path / "hf", GPT2_VOCAB_SIZE)
     assert os.path.exists(tmp_path / "hf" / "model.safetensors")
     hf = GPT2LMHeadModel.from_pretrained(tmp_path / "hf").eval()
     assert hf.config.vocab_size == 50257  # the padding rows are cut
@@ -35,7 +36,7 @@ def test_export_loads_in_transformers_with_our_logits(tmp_path):
 
 def test_export_round_trips_through_from_pretrained(tmp_path):
     model = trained_looking_model()
-    model.save_pretrained(tmp_path / "hf")
+    save_pretrained(model, tmp_path / "hf", GPT2_VOCAB_SIZE)
     back = GPT.from_pretrained(str(tmp_path / "hf"))
     for name, tensor in back.state_dict().items():
         original = model.state_dict()[name]
