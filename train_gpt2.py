@@ -6,7 +6,6 @@ What is not the recipe (checkpoint files, resume, input checks, device probes, p
 """
 import argparse
 import contextlib
-import hashlib
 import inspect
 import math
 import os
@@ -350,22 +349,14 @@ class DataLoaderLite:
         """The k-th shard of `epoch` as a list of token arrays, read in turn: the shard itself, or with shuffle its
         documents (each opens with <|endoftext|>) in an order drawn for that shard and epoch, the shards themselves
         in an order drawn anew for each epoch. The arrays are views of the memory-mapped shard: nothing is copied."""
-        i = torch.randperm(len(self.shards), generator=self.generator(epoch))[k].item() if self.shuffle else k
+        i = datafiles.permutation(len(self.shards), self.seed, epoch)[k] if self.shuffle else k
         shard = self.shards[i]
         tokens = load_tokens(shard) if isinstance(shard, str) else shard
         datafiles.check_token_ids(tokens, self.vocab_size, shard if isinstance(shard, str) else "the data")
         if not self.shuffle:
             return [tokens]
-        bounds = [0, *datafiles.token_positions(tokens, EOT_TOKEN), len(tokens)]  # a piece split off the shard before:
-        docs = [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]  # a document of its own
-        order = torch.randperm(len(docs), generator=self.generator(epoch, i)).tolist()
-        return [docs[j] for j in order]
-
-    def generator(self, *key):
-        # Seeded by the run's seed and `key` alone: every rank draws the same permutations, so the ranks still read
-        # disjoint windows of one and the same stream. (sha256, not hash(): the same on every Python version.)
-        digest = hashlib.sha256(repr((self.seed, *key)).encode()).digest()
-        return torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
+        docs = datafiles.documents(tokens, EOT_TOKEN)
+        return [docs[j] for j in datafiles.permutation(len(docs), self.seed, epoch, i)]
 
     def state_dict(self):
         """Where the loader is, the same on every rank: epoch, shard, tokens carried into it, start of the round."""

@@ -2,9 +2,11 @@
 The training data: a text file, or the shards fineweb.py writes, read as one stream of tokens; checked before any
 work, and the same on every machine.
 """
+import hashlib
 import os
 
 import numpy as np
+import torch
 
 from plumbing.cli import InputError
 from plumbing.files import check_folder, fetch_tiny_shakespeare, sha256_of
@@ -62,6 +64,22 @@ def token_positions(tokens, token, chunk=1 << 20):
     small however large the shard."""
     found = [np.flatnonzero(tokens[i:i + chunk] == token) + i for i in range(0, len(tokens), chunk)]
     return np.concatenate(found).tolist() if found else []
+
+
+def documents(tokens, eot):
+    """The documents of a shard, each opening with the token `eot`, as views of it (nothing is copied). The tokens
+    before the first `eot`, the tail of a document that the shard before holds, are a piece of their own."""
+    bounds = [0, *token_positions(tokens, eot), len(tokens)]
+    return [tokens[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def permutation(n, seed, *key):
+    """A permutation of range(n) drawn for the run's seed and `key` (an epoch, a shard) alone: every rank draws the
+    same one, so the ranks still read disjoint windows of one and the same stream. (sha256, not hash(): the same on
+    every Python version.)"""
+    digest = hashlib.sha256(repr((seed, *key)).encode()).digest()
+    generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") % 2**63)
+    return torch.randperm(n, generator=generator).tolist()
 
 
 class TokenStream:
