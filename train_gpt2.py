@@ -510,12 +510,6 @@ def setup_distributed(requested_device):
 
 
 def parse_args(argv=None):
-    # --model is read first, alone: its preset's numbers (presets.MODEL_PRESETS) become the defaults of the recipe's
-    # flags below, so that a flag left out gets the preset's value and --help shows them.
-    model_flag = argparse.ArgumentParser(add_help=False)
-    model_flag.add_argument("--model", default="gpt2")
-    preset = presets.preset_flags(model_flag.parse_known_args(argv)[0].model)
-    derived = presets.derived_flags(preset["total_batch_size"], preset["max_lr"])  # for --help
     parser = argparse.ArgumentParser(
         description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
                     "recipe on FineWeb-Edu; see the README for a small run on a CPU.")
@@ -527,33 +521,38 @@ def parse_args(argv=None):
     parser.add_argument("--init_from", default="scratch",
                         help="scratch (random init), an OpenAI model (gpt2, gpt2-medium, ...), a directory written by "
                              "save_pretrained, or a model_STEP.pt checkpoint (its weights; the step starts afresh)")
-    # The model and the recipe: the defaults of the flags below are those of the --model preset.
-    parser.add_argument("--model", default="gpt2", choices=list(presets.MODEL_PRESETS),
-                        help="the size to train from scratch; its preset gives the defaults below (see them with "
-                             "--model NAME --help)")
-    parser.add_argument("--n_layer", type=positive, help="transformer blocks (default: %(default)s)")
-    parser.add_argument("--n_head", type=positive, help="attention heads per block (default: %(default)s)")
-    parser.add_argument("--n_embd", type=positive, help="width of the residual stream (default: %(default)s)")
-    parser.add_argument("--block_size", type=positive, help="longest context the model can see (default: %(default)s)")
+    # The recipe: GPT-2 (124M) trained with the hyperparameters of GPT-3 Small, the GPT-3 model of its size (GPT-3
+    # paper, table 2.1 and appendix B; the GPT-2 paper gives none), on 10B tokens of FineWeb-Edu.
+    parser.add_argument("--model", default="gpt2", choices=["gpt2", *presets.MODEL_PRESETS],
+                        help="the size to train from scratch: another one's preset (plumbing/presets.py) replaces the "
+                             "defaults below (see them with --model NAME --help)")
+    parser.add_argument("--n_layer", type=positive, default=12, help="transformer blocks (default: %(default)s)")
+    parser.add_argument("--n_head", type=positive, default=12, help="attention heads per block (default: %(default)s)")
+    parser.add_argument("--n_embd", type=positive, default=768,
+                        help="width of the residual stream (default: %(default)s)")
+    parser.add_argument("--block_size", type=positive, default=1024,
+                        help="longest context the model can see (default: %(default)s)")
     parser.add_argument("--vocab_size", type=cli.whole_number(GPT2_VOCAB_SIZE), default=50304,
                         help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
                              "matmul kernels handle faster (default: %(default)s)")
-    parser.add_argument("--batch_size", type=positive,
+    # 2**19 = 524,288 tokens per optimizer step, GPT-3 Small's "0.5M", as 64 rows of 1024 tokens per micro-step: 8 GPUs
+    # take one micro-step each, fewer GPUs accumulate the gradients of more.
+    parser.add_argument("--total_batch_size", type=positive, default=2**19,
+                        help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s)")
+    parser.add_argument("--batch_size", type=positive, default=64,
                         help="B: rows per micro-step and process (default: %(default)s, halved on a GPU until a step "
                              "fits its memory)")
-    parser.add_argument("--seq_len", type=positive, help="T: tokens per row (default: %(default)s)")
-    parser.add_argument("--total_batch_size", type=positive,
-                        help="tokens per optimizer step, reached by gradient accumulation (default: %(default)s; "
-                             "GPT-3 paper, table 2.1: 0.5M for the 125M model)")
-    parser.add_argument("--max_steps", type=count,
-                        help=f"optimizer steps; 0 only samples (default: {derived['max_steps']}: 10B tokens' worth)")
-    parser.add_argument("--warmup_steps", type=count,
-                        help=f"steps of linear learning-rate warmup (default: {derived['warmup_steps']}: 375M tokens' "
-                             "worth, as in GPT-3; both follow --total_batch_size)")
-    parser.add_argument("--max_lr", type=cli.real_number(0),
-                        help="peak learning rate, after warmup (default: %(default)s, GPT-3 paper's table 2.1)")
+    parser.add_argument("--seq_len", type=positive, default=1024, help="T: tokens per row (default: %(default)s)")
+    # The learning rate: a linear warmup to GPT-3 Small's 6e-4 over 375M tokens (715 steps of 2**19), then a cosine
+    # decay to a tenth of it at the end of the 10B tokens (19,073 steps), one pass over FineWeb-Edu sample-10BT.
+    parser.add_argument("--max_lr", type=cli.real_number(0), default=6e-4,
+                        help="peak learning rate, after warmup (default: %(default)s)")
     parser.add_argument("--min_lr", type=cli.real_number(0, above=False),
-                        help=f"learning rate at the end of the decay (default: {derived['min_lr']:g}: 0.1 * --max_lr)")
+                        help="learning rate at the end of the decay (default: %(default)g: a tenth of --max_lr)")
+    parser.add_argument("--warmup_steps", type=count, default=715,
+                        help="steps of linear learning-rate warmup (default: %(default)s)")
+    parser.add_argument("--max_steps", type=count, default=19073,
+                        help="optimizer steps; 0 only samples (default: %(default)s)")
     parser.add_argument("--weight_decay", type=cli.real_number(0, above=False), default=0.1,
                         help="AdamW weight decay of matmul weights and embeddings (default: %(default)s, as GPT-3)")
     parser.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=False,
@@ -596,12 +595,28 @@ def parse_args(argv=None):
                         help="print samples every this many steps (and at the end)")
     parser.add_argument("--num_samples", type=positive, default=4, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=count, default=32, help="length of each continuation, in tokens")
-    parser.set_defaults(**preset)
-    args = parser.parse_args(argv, argparse.Namespace(batch_size=None))  # None: left out, so the run may lower it
-    args.batch_size_left_out, args.batch_size = args.batch_size is None, args.batch_size or preset["batch_size"]
-    for name, value in presets.derived_flags(args.total_batch_size, args.max_lr).items():
-        if getattr(args, name) is None:  # left out: follows the total batch, or max_lr
-            setattr(args, name, value)
+    # --model is read first, alone: another size's preset replaces the recipe's numbers above, so that a flag left out
+    # gets the preset's value and --help shows it. A run's length and warmup are counted in tokens, as in GPT-3: 10B
+    # and 375M, the recipe's steps of 2**19 tokens; a preset's batch, or one of your own, keeps the tokens.
+    recipe = {name: parser.get_default(name) for name in ("total_batch_size", "max_steps", "warmup_steps")}
+    model_flag = argparse.ArgumentParser(add_help=False)
+    model_flag.add_argument("--model", default="gpt2")
+    parser.set_defaults(**presets.preset_flags(model_flag.parse_known_args(argv)[0].model))
+
+    def keep_tokens(name, total_batch_size):  # the recipe's steps `name`, as steps of total_batch_size tokens
+        return recipe[name] * recipe["total_batch_size"] // total_batch_size
+    total_batch_size = parser.get_default("total_batch_size")
+    parser.set_defaults(max_steps=keep_tokens("max_steps", total_batch_size), min_lr=0.1 * parser.get_default("max_lr"),
+                        warmup_steps=keep_tokens("warmup_steps", total_batch_size))  # (for --help)
+    left_out = argparse.Namespace(batch_size=None, min_lr=None, max_steps=None, warmup_steps=None)
+    args = parser.parse_args(argv, left_out)  # a flag left out stays None here
+    args.batch_size_left_out = args.batch_size is None  # a GPU may halve the micro-batch then (micro_batch_that_fits)
+    args.batch_size = args.batch_size or parser.get_default("batch_size")
+    if args.min_lr is None:
+        args.min_lr = 0.1 * args.max_lr  # GPT-3 paper, appendix B: the cosine decays to 10% of the peak
+    for name in ("max_steps", "warmup_steps"):
+        if getattr(args, name) is None:
+            setattr(args, name, keep_tokens(name, args.total_batch_size))
     try:
         cli.check_flags(args)  # flags that do not go together
         if args.export_hf:  # a folder that will not do is refused before the model is loaded

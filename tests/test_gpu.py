@@ -165,7 +165,7 @@ def test_each_presets_training_step_fits_in_the_memory_estimate(one_process_torc
     total = torch.cuda.get_device_properties(0).total_memory
     low = []
     try:
-        for name in plumbing.presets.MODEL_PRESETS:
+        for name in ["gpt2", *plumbing.presets.MODEL_PRESETS]:
             args = parse_args(["--model", name])
             B, T = args.batch_size, args.seq_len
             estimate = training_memory(args.n_layer, args.n_embd, args.block_size, B * T)

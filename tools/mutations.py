@@ -17,7 +17,6 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 T, P = "train_gpt2.py", "plumbing/presets.py"
-GPT2_ROW = '"gpt2": (12, 12, 768, 1024, 2**19, 6e-4, 64)'
 
 
 def default(flag, value, other):
@@ -59,7 +58,7 @@ MUTATIONS = [
     ("warmup from step + 1", T, "max_lr * (step + 1) / warmup_steps", "max_lr * step / warmup_steps"),
     ("cosine 0.5 * (1 + cos)", T, "coeff = 0.5 * (1.0 +", "coeff = 0.4 * (1.0 +"),
     ("cosine over pi", T, "math.cos(math.pi * decay_ratio)", "math.cos(math.pi / 2 * decay_ratio)"),
-    ("min_lr 0.1 * max_lr", P, "min_lr=0.1 * max_lr", "min_lr=0.2 * max_lr"),
+    ("min_lr 0.1 * max_lr", T, "args.min_lr = 0.1 * args.max_lr", "args.min_lr = 0.2 * args.max_lr"),
     ("clip at 1.0 (to 100)", T, "model.parameters(), 1.0)", "model.parameters(), 100.0)"),
     ("clip at 1.0 (to 2)", T, "model.parameters(), 1.0)", "model.parameters(), 2.0)"),
     ("loss / grad_accum_steps", T, "loss = loss / grad_accum_steps", "loss = loss"),
@@ -77,14 +76,15 @@ MUTATIONS = [
     ("--weight_decay 0.1", T, "above=False), default=0.1,", "above=False), default=0.01,"),
     ("--seed 42", T, "default=42,", "default=43,"),
     *(default(flag, value, other) for flag, value, other in [
-        ("--eval_interval", 250, 200), ("--val_steps", 20, 10), ("--hellaswag_batch_size", 16, 8),
+        ("--n_layer", 12, 6), ("--n_head", 12, 6), ("--n_embd", 768, 512), ("--block_size", 1024, 512),
+        ("--batch_size", 64, 32), ("--seq_len", 1024, 512), ("--eval_interval", 250, 200), ("--val_steps", 20, 10),
+        ("--hellaswag_batch_size", 16, 8),
         ("--checkpoint_interval", 5000, 4000), ("--sample_interval", 250, 200), ("--num_samples", 4, 5)]),
     ("--max_new_tokens 32", T, "type=count, default=32", "type=count, default=30"),
-    ("preset gpt2: context 1024", P, GPT2_ROW, GPT2_ROW.replace("768, 1024", "768, 512")),
-    ("preset gpt2: heads 12", P, GPT2_ROW, GPT2_ROW.replace("(12, 12,", "(12, 6,")),
-    ("preset gpt2: batch 2**19", P, GPT2_ROW, GPT2_ROW.replace("2**19", "2**18")),
-    ("preset gpt2: max_lr 6e-4", P, GPT2_ROW, GPT2_ROW.replace("6e-4", "5e-4")),
-    ("preset gpt2: micro-batch 64", P, GPT2_ROW, GPT2_ROW.replace(", 64)", ", 32)")),
+    ("recipe: batch 2**19", T, "default=2**19,", "default=2**18,"),
+    ("recipe: max_lr 6e-4", T, "default=6e-4,", "default=5e-4,"),
+    ("recipe: warmup 715 steps", T, "default=715,", "default=700,"),
+    ("recipe: 19073 steps", T, "default=19073,", "default=19000,"),
     ("preset gpt2-medium: heads 16", P, '"gpt2-medium": (24, 16,', '"gpt2-medium": (24, 8,'),
     ("preset gpt2-medium: max_lr 3e-4", P, "1024, 1024, 2**19, 3e-4", "1024, 1024, 2**19, 6e-4"),
     ("preset gpt2-large: heads 20", P, '"gpt2-large": (36, 20,', '"gpt2-large": (36, 16,'),
@@ -99,8 +99,6 @@ MUTATIONS = [
     ("preset gpt3-large: max_lr 2.5e-4", P, "1536, 2048, 2**19, 2.5e-4", "1536, 2048, 2**19, 2e-4"),
     ("preset gpt3-xl: batch 2**20", P, "2048, 2048, 2**20", "2048, 2048, 2**19"),
     ("preset gpt3-xl: max_lr 2e-4", P, "2048, 2048, 2**20, 2e-4", "2048, 2048, 2**20, 1e-4"),
-    ("warmup 375M tokens", P, "WARMUP_TOKENS = 375e6", "WARMUP_TOKENS = 300e6"),
-    ("run 10B tokens", P, "TRAIN_TOKENS = 10e9", "TRAIN_TOKENS = 9e9"),
 ]
 # Fast and most likely to fail first; the multi-process ones last.
 TESTS = ["test_recipe", "test_model", "test_schedule", "test_optimizer", "test_presets", "test_pretrained",
