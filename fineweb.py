@@ -111,7 +111,6 @@ def load_docs(dataset, name, split, text_column="text"):
     # Imported here, not at the top: worker processes re-import this module and never need datasets (slow to import).
     import datasets
 
-
     if os.path.exists(dataset):
         builder, files = local_data_files(dataset)
         extra = {"sample_by": "document"} if builder == "text" else {}
@@ -252,10 +251,9 @@ def main(argv=None):
             written += save_shard(args.out_dir, index, buf[:fill])
             index += 1
     except KeyboardInterrupt:  # Ctrl-C: the complete shards stay, the one being written was removed (write_shard)
-        print(f"\nstopped by SIGINT: the {index} complete shard(s) in {args.out_dir}/ are kept, the one being written "
-              "was removed; run the same command again to write the rest (it keeps the shards already there)",
-              flush=True)
-        raise Stopped(signal.SIGINT) from None
+        raise Stopped(signal.SIGINT, f"\nstopped by SIGINT: the {index} complete shard(s) in {args.out_dir}/ are kept, "
+                      "the one being written was removed; run the same command again to write the rest (it keeps the "
+                      "shards already there)") from None
     finally:
         if bar is not None:
             bar.close()

@@ -9,9 +9,8 @@ import contextlib
 import inspect
 import math
 import os
-import signal
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import tiktoken
@@ -23,7 +22,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 import hellaswag
 from plumbing import checkpoints, cli, datafiles, files, hardware, huggingface, nonfinite, presets, processes, runlog
-from plumbing.processes import print0  # print, from rank 0 only
+from plumbing.cli import print0  # print, from rank 0 only
 
 # Shape letters used in the comments below: B batch, T time (sequence position), C channels (n_embd),
 # nh number of heads, hs head size (C // nh), V vocabulary size.
@@ -219,6 +218,8 @@ class GPT(nn.Module):
         # One kernel updates every parameter instead of a few launches per tensor (on the CPU here 7x faster than
         # the default: BENCHMARKS.md).
         fused = "fused" in inspect.signature(torch.optim.AdamW).parameters and device_type in ("cuda", "cpu")
+        for name, group in zip(("decayed", "not decayed"), groups):
+            print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
         # GPT-3's betas and eps (GPT-3 paper, appendix B): beta2 = 0.95 instead of 0.999 lets the second moment
         # follow the gradient scale faster, which keeps large-model training stable.
         return torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), eps=1e-8, fused=fused)
@@ -261,7 +262,7 @@ class GPT(nn.Module):
 
     @classmethod
     def from_checkpoint(cls, path):
-        """A model saved by checkpoints.save_checkpoint, and the checkpoint's other contents (step, val_loss, args)."""
+        """A model saved by save_checkpoint, and the checkpoint's other contents (step, val_loss, args)."""
         checkpoint = checkpoints.read_checkpoint(path)
         model = cls(GPTConfig(**checkpoint["config"]))
         checkpoints.check_weights_fit(path, checkpoint["config"], model.state_dict(), checkpoint["model"])
@@ -395,10 +396,12 @@ def grad_accum_steps_for(total_batch_size, B, T, world_size):
     return total_batch_size // (B * T * world_size)
 
 
-def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_dtype, scaler=None):
-    """Leave in .grad the gradient of the mean loss over grad_accum_steps micro-batches (times float16's loss scale,
-    with a scaler), and return that mean loss (detached). Lets a big batch (0.5M tokens for GPT-2) run as several
-    small ones that fit in memory."""
+def train_step(model, optimizer, scaler, loader, grad_accum_steps, lr, world_size, device, device_type, amp_dtype):
+    """One optimizer step, as the lecture writes it, on grad_accum_steps micro-batches per process: the gradient of the
+    mean loss, clipped to a norm of 1.0, and AdamW's update at learning rate lr. A big batch (0.5M tokens for GPT-2)
+    runs as several small ones that fit in memory. Returns the mean loss over every process's micro-batches and the
+    gradient's norm before clipping, read once the device is done."""
+    optimizer.zero_grad()
     loss_accum = torch.zeros((), device=device)
     for micro_step in range(grad_accum_steps):
         x, y = loader.next_batch()
@@ -415,17 +418,22 @@ def forward_backward(model, loader, grad_accum_steps, device, device_type, amp_d
             # gradient of the mean over the whole batch, not of the sum of the micro-batch means.
             loss = loss / grad_accum_steps
             loss_accum += loss.detach()
-            # float16: the loss is scaled up first, so that small gradients do not round to zero (see main)
-            (scaler.scale(loss) if scaler else loss).backward()
-    return loss_accum
-
-
-def all_reduce_mean(t, ddp, world_size):
-    """The mean of t over processes (SUM then divide: gloo has no AVG)."""
-    if ddp:
-        dist.all_reduce(t, op=dist.ReduceOp.SUM)
-        t /= world_size
-    return t
+            scaler.scale(loss).backward()  # float16: the loss scaled up first, so that small gradients stay above 0
+    if world_size > 1:  # the mean of the processes' losses, each over its share of the batch (gloo has no AVG)
+        dist.all_reduce(loss_accum, op=dist.ReduceOp.SUM)
+        loss_accum /= world_size
+    scaler.unscale_(optimizer)  # float16: the true gradients back, so that the norm clipped is their true norm
+    # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    if scaler.is_enabled():  # float16: the scaler's step, skipped if the gradients overflowed, then a new loss scale
+        scaler.step(optimizer)
+        scaler.update()
+    elif nonfinite.may_step(optimizer, loss_accum, norm):  # a NaN or inf must never reach the weights
+        optimizer.step()
+    hardware.synchronize(device_type)  # wait for the GPU: the step's time is its work, not just its launch
+    return loss_accum.item(), norm.item()
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -467,15 +475,28 @@ def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, data_dir, lim
     return correct_norm / total
 
 
-def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50, temperature=1.0, use_cache=True):
-    """num_samples continuations of prompt, as strings, reproducible for a given seed. An empty prompt starts from
-    <|endoftext|>, the token that opens every document the model was trained on."""
+def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50, temperature=1.0, use_cache=True,
+           amp_dtype=None):
+    """num_samples continuations of prompt, as strings, reproducible for a given seed (under amp_dtype autocast, if
+    given). An empty prompt starts from <|endoftext|>, the token that opens every document the model was trained on."""
     tokens = torch.tensor(enc.encode_ordinary(prompt) or [enc.eot_token], dtype=torch.long, device=device)
     idx = tokens.unsqueeze(0).repeat(num_samples, 1)  # (num_samples, T)
     generator = torch.Generator(device=device).manual_seed(seed)
-    out = model.generate(idx, max_new_tokens, top_k=top_k, generator=generator, temperature=temperature,
-                         use_cache=use_cache)
+    with hardware.autocast(torch.device(device).type, amp_dtype):
+        out = model.generate(idx, max_new_tokens, top_k=top_k, generator=generator, temperature=temperature,
+                             use_cache=use_cache)
     return [enc.decode(row.tolist()) for row in out]
+
+
+def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None, scaler=None):
+    """Write log_dir/model_STEP.pt: the weights and their shape, what made them (the step, its val loss, the run's
+    flags) and, given the optimizer and the data loader, what it takes to continue the run exactly."""
+    checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
+                  "args": vars(args)}
+    if optimizer is not None:
+        checkpoint.update(checkpoints.run_state(optimizer, train_loader, scaler))
+    checkpoints.write(path, lambda f: torch.save(checkpoint, f))  # to a temporary name, synced, then renamed
+    print0(f"step {step:5d} | saved {path}")
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -626,10 +647,12 @@ def parse_args(argv=None):
     return args
 
 
-def prepare_files(args, local_rank, master_process, ddp):
-    """Before any work, so that a wrong path costs seconds: check the paths the run reads and writes, fetch tiny
-    Shakespeare and HellaSwag's val set once per machine (by its local rank 0, while the others wait), check that
-    every machine holds the same data, then lock --log_dir for this run. A problem on any process stops them all."""
+def prepare_files(args, local_rank, master_process, world_size, ddp):
+    """Before any work, so that a wrong path costs seconds: check the batch and the paths the run reads and writes,
+    fetch tiny Shakespeare and HellaSwag's val set once per machine (by its local rank 0, while the others wait),
+    check that every machine holds the same data, then lock --log_dir for this run. A problem on any process stops
+    them all."""
+    grad_accum_steps_for(args.total_batch_size, args.batch_size, args.seq_len, world_size)  # a batch the GPUs split
     processes.run_or_stop_all(ddp, datafiles.check_paths, args.data, args.log_dir if master_process else None,
                               args.hellaswag_dir if args.hellaswag else None)
     if os.path.basename(args.data) == "input.txt":
@@ -640,9 +663,10 @@ def prepare_files(args, local_rank, master_process, ddp):
     processes.run_or_stop_all(ddp, files.lock_folder, "--log_dir", args.log_dir, where=master_process)
 
 
-def load_run(args, world_size, ddp):
-    """The model to train (its shape from the flags, or --init_from's), and with --resume the checkpoint to continue
-    from (else None)."""
+def load_run(args, world_size, ddp, device):
+    """The model to train (its shape from the flags, or --init_from's), on `device`, and with --resume the checkpoint
+    to continue from (else None)."""
+    args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
     path = checkpoints.checkpoint_to_resume(args.resume, args.log_dir, ddp) if args.resume else None
     if args.resume == "auto" and path is None:
         print0(f"--resume auto: no checkpoint in {args.log_dir}/ yet, starting from step 0")
@@ -666,7 +690,7 @@ def load_run(args, world_size, ddp):
     if args.max_steps > 0 and args.seq_len > model.config.block_size:  # a loaded model's context is known only now
         raise cli.InputError(f"--seq_len {args.seq_len} is longer than the model's context of "
                              f"{model.config.block_size} tokens; lower --seq_len")
-    return model, checkpoint
+    return model.to(device), checkpoint
 
 
 @cli.command_line  # on return, destroys the process group as the lecture does; an InputError ends with its message
@@ -677,23 +701,16 @@ def main(argv=None):
             return huggingface.export(GPT.load(args.init_from), args.export_hf, GPT2_VOCAB_SIZE)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
-    args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
-    if args.max_steps > 0:  # before any work: a wrong path costs seconds
-        prepare_files(args, local_rank, master_process, ddp)
-    T = args.seq_len
-    grad_accum_steps_for(args.total_batch_size, args.batch_size, T, world_size)  # checked before any work
+    if args.max_steps > 0:  # before any work: a wrong path or batch costs seconds
+        prepare_files(args, local_rank, master_process, world_size, ddp)
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
     if device_type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32: fp32 matmuls on tensor cores, several times faster
-    amp_dtype, why = hardware.autocast_choice(args.dtype, device_type)
-    # float16's 5 exponent bits (the lecture's road not taken, 1:39:38): small gradients would round to zero, so the
-    # loss is scaled up before backward and the gradients back down before the step, and a step whose gradients
-    # overflow is skipped and the scale lowered. bf16 has float32's range and needs none: the scaler then does nothing.
+    amp_dtype = hardware.autocast_dtype(args.dtype, device_type)  # bf16 where the device has it, and says why
+    # float16 (the lecture's road not taken, 1:39:38) has 5 exponent bits: the scaler scales the loss up before
+    # backward and the gradients back down, and skips a step that overflowed. bf16 needs none: disabled, it is a no-op.
     scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype is torch.float16)
-    print0(f"autocast dtype: {str(amp_dtype or 'none (float32)').removeprefix('torch.')}"
-           f"{' with a gradient scaler' if scaler.is_enabled() else ''} ({why})")
-    model, resume = load_run(args, world_size, ddp)
-    model.to(device)
+    model, resume = load_run(args, world_size, ddp, device)
     enc = tiktoken.get_encoding("gpt2")
     if args.max_steps == 0:  # nothing to train: sample (the lecture's demo, with --init_from gpt2)
         for text in sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
@@ -706,11 +723,9 @@ def main(argv=None):
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
         # gradient_as_bucket_view: each .grad is a view into DDP's all-reduce buckets, not a second copy beside them
         model = DDP(model, device_ids=[device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
-    B = args.batch_size
-    if device_type == "cuda":  # one forward and backward of the micro-batch must fit the GPU: tried, halved if not
-        adamw_bytes = 8 * sum(p.numel() for p in raw_model.parameters())  # its two moments, made at the first step
-        B = hardware.micro_batch_that_fits(model, B, T, device, amp_dtype, adamw_bytes, ddp,
-                                           given=not args.batch_size_left_out or resume is not None)
+    T = args.seq_len
+    B = hardware.micro_batch_that_fits(model, args.batch_size, T, device, device_type, amp_dtype, ddp,
+                                       given=not args.batch_size_left_out or resume is not None)  # a GPU tries it
     val_steps = args.val_steps * args.batch_size // B  # a smaller micro-batch: more val batches, the same tokens
     args.batch_size = B  # saved in checkpoints
     grad_accum_steps = grad_accum_steps_for(args.total_batch_size, B, T, world_size)
@@ -721,12 +736,9 @@ def main(argv=None):
     # Every process reads the val split whole, as one process would; val_loss shares the batches out.
     val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=raw_model.config.vocab_size)
     optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
-    for name, group in zip(("decayed", "not decayed"), optimizer.param_groups):
-        print0(f"{name}: {len(group['params'])} tensors, {sum(p.numel() for p in group['params']):,} parameters")
     start_step = checkpoints.restore_run(resume, optimizer, train_loader, scaler) if resume else 0
     log = runlog.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
-    flops_per_step = raw_model.flops_per_token(T) * args.total_batch_size
-    peak = hardware.peak_flops(device_type, amp_dtype)  # the tensor cores' peak for the dtype the run computes in
+    speed = hardware.Speed(raw_model.flops_per_token(T), args.total_batch_size, device_type, amp_dtype, world_size)
     stop, stopping = processes.StopRequests(), None  # Ctrl-C, SIGTERM: stopping is the signal, once all processes know
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
     for step in range(start_step, args.max_steps + 1):
@@ -735,62 +747,33 @@ def main(argv=None):
         checkpoint_due = fresh and step > 0 and (step % args.checkpoint_interval == 0 or last_step or stopping)
         if fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due:
             loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size)
-            if not math.isfinite(loss_val):  # the weights themselves went bad: never checkpoint them
-                raise nonfinite.NotFinite(step, f"val loss {loss_val}", args.log_dir)
-            runlog.report(step, "val", "val loss", loss_val, log, ddp)
-            if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
-                path = checkpoints.checkpoint_path(args.log_dir, step)
-                processes.run_or_stop_all(ddp, checkpoints.save_checkpoint, path, raw_model, step, loss_val, args,
-                                          optimizer, train_loader, scaler, where=master_process)
-                print0(f"step {step:5d} | saved {path}")
+            log.report(step, "val", "val loss", loss_val)  # a NaN or inf stops the run
+        if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
+            path = checkpoints.checkpoint_path(args.log_dir, step)
+            processes.run_or_stop_all(ddp, save_checkpoint, path, raw_model, step, loss_val, args, optimizer,
+                                      train_loader, scaler, where=master_process)
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,
                                           args.hellaswag_limit, args.hellaswag_batch_size)
-            runlog.report(step, "hella", "HellaSwag acc_norm", acc_norm, log, ddp)
+            log.report(step, "hella", "HellaSwag acc_norm", acc_norm)
         if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
-            with hardware.autocast(device_type, amp_dtype):  # uncompiled: the length changes at every token
-                texts = sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed)
-            for text in texts:
+            for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,
+                               amp_dtype=amp_dtype):  # the uncompiled model: the length changes at every token
                 print0(f"step {step:5d} | sample: {text!r}")
         if stopping and not last_step:  # asked to stop: after the step before this one, and its checkpoint above
-            print0(f"stopped by {signal.Signals(stopping).name} after step {step - 1}; checkpoint {path}: continue "
-                   "with --resume auto")
-            raise cli.Stopped(stopping)
+            raise processes.StoppedBySignal(stopping, step - 1, path)  # says how to go on
         if last_step:
             break
         t0 = time.perf_counter()
-        optimizer.zero_grad()
-        loss = forward_backward(model, train_loader, grad_accum_steps, device, device_type, amp_dtype, scaler)
-        # The step's one all-reduce besides DDP's: the mean of the processes' losses (each saw its share of the batch),
-        # and whether one must stop after this step (its log could not be written; a signal), so that all stop after
-        # the same step. (full_like fills on the device: no copy from the host that would wait for the GPU.)
-        flags = [torch.full_like(loss, flag) for flag in (log.error is not None, stop.signum is not None)]
-        stats = all_reduce_mean(torch.stack((loss, *flags)), ddp, world_size)
-        scaler.unscale_(optimizer)  # float16: the true gradients back, so that the norm clipped is their true norm
-        # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        for group in optimizer.param_groups:
-            group["lr"] = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
-        nonfinite.step_if_finite(optimizer, stats[0], norm, scaler)  # NaN or inf must not reach the weights
-        hardware.synchronize(device_type)
-        (loss, failed, asked), norm = stats.tolist(), norm.item()  # read from the device once, now the step is done
+        lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
+        loss, norm = train_step(model, optimizer, scaler, train_loader, grad_accum_steps, lr, world_size, device,
+                                device_type, amp_dtype)  # as floats, once the device is done
+        stopping = processes.stop_after_this_step(stop.signum, log.error, ddp)  # a signal, or a log not written
         scale = scaler.get_scale() if scaler.is_enabled() else None  # float16's loss scale after this step
-        if failed:
-            processes.stop_if_any_failed(log.error, ddp)
-        if asked:
-            stopping = processes.signal_of_any(stop.signum, ddp)
         if nonfinite.skipped_step(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
             continue
-        dt = time.perf_counter() - t0
-        mfu = f" | MFU {flops_per_step / dt / (peak * world_size):.1%}" if peak else ""  # on all the GPUs together
-        lr = optimizer.param_groups[0]["lr"]  # as the optimizer had it for this step: what was done, not recomputed
-        print0(f"step {step:5d} | loss {loss:.6f} | lr {lr:.4e} | norm {norm:.4f} | "
-               f"{'' if scale is None else f'scale {scale:g} | '}dt {dt * 1000:.1f}ms | "
-               f"tok/s {args.total_batch_size / dt:,.0f}{mfu}")
-        log.write(f"{step} train {loss:.6f}")
-        log.write(f"{step} lr {lr:.6e}")
-        if scale is not None:
-            log.write(f"{step} scale {scale:g}")
+        # The lr as the optimizer had it for this step: what was done, not recomputed. tok/s and MFU from dt.
+        log.train_step(step, loss, optimizer.param_groups[0]["lr"], norm, scale, speed(time.perf_counter() - t0))
 
 
 if __name__ == "__main__":

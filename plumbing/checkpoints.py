@@ -4,7 +4,6 @@ checked against the run that resumes from them, and put back.
 """
 import os
 import re
-from dataclasses import asdict
 
 import torch
 import torch.distributed as dist
@@ -31,26 +30,25 @@ def latest_checkpoint(log_dir):
     return os.path.join(log_dir, steps[max(steps)]) if steps else None
 
 
-def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loader=None, scaler=None):
-    """Write what it takes to use the model again (weights, shape), what says how it was made (step, val loss, the
-    run's arguments) and, given the optimizer and the data loader, what it takes to continue the run exactly (their
-    state, float16's gradient scaler's and the CPU's RNG state). Plain tensors, numbers and strings only, so it loads
-    with weights_only=True. Written
-    to a temporary name, synced to the disk and renamed: a crash or a power loss never leaves a file that looks
-    whole and is not."""
-    checkpoint = {"model": model.state_dict(), "config": asdict(model.config), "step": step, "val_loss": val_loss,
-                  "args": vars(args)}
-    if optimizer is not None:
-        checkpoint["optimizer"] = optimizer.state_dict()
-        checkpoint["train_loader"] = train_loader.state_dict()
-        # The CPU's RNG only. Nothing in training draws from a GPU's RNG (no dropout; samples use a generator of
-        # their own, seeded anew), and each GPU's state belongs to one process, which a resume on another layout of
-        # GPUs would not have. Not asking for it also keeps a CPU run on a GPU machine from starting CUDA here.
-        checkpoint["rng"] = {"cpu": torch.get_rng_state()}
-        if scaler is not None and scaler.is_enabled():
-            checkpoint["scaler"] = scaler.state_dict()
+def run_state(optimizer, train_loader, scaler):
+    """What a checkpoint needs, beside the weights, to continue the run exactly: the optimizer's and the data loader's
+    state, float16's gradient scaler's, and the CPU's RNG state. Plain tensors, numbers and strings only."""
+    # The CPU's RNG only. Nothing in training draws from a GPU's RNG (no dropout; samples use a generator of their
+    # own, seeded anew), and each GPU's state belongs to one process, which a resume on another layout of GPUs would
+    # not have. Not asking for it also keeps a CPU run on a GPU machine from starting CUDA here.
+    state = {"optimizer": optimizer.state_dict(), "train_loader": train_loader.state_dict(),
+             "rng": {"cpu": torch.get_rng_state()}}
+    if scaler is not None and scaler.is_enabled():
+        state["scaler"] = scaler.state_dict()
+    return state
+
+
+def write(path, save):
+    """save(f) into the checkpoint file `path` (torch.save(checkpoint, f)), written to a temporary name, synced to the
+    disk and renamed: a crash or a power loss never leaves a file that looks whole and is not. A full disk stops the
+    run with a message that says what is kept."""
     try:
-        write_atomically(path, lambda f: torch.save(checkpoint, f))
+        write_atomically(path, save)
     except (OSError, RuntimeError) as e:  # a full disk, say (torch.save reports it as a RuntimeError after an OSError)
         cause = e
         while cause is not None and not isinstance(cause, OSError):
@@ -62,9 +60,9 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
 
 
 def read_checkpoint(path):
-    """A checkpoint written by save_checkpoint, as a dict. weights_only=True: the file can only hold tensors and
-    plain data, so loading one cannot run code. mmap=True: the tensors are the file's pages, read as they are used
-    and shared through the page cache by the processes of a machine, not a copy in each process's memory (every
+    """A checkpoint written by train_gpt2.save_checkpoint, as a dict. weights_only=True: the file can only hold tensors
+    and plain data, so loading one cannot run code. mmap=True: the tensors are the file's pages, read as they are
+    used and shared through the page cache by the processes of a machine, not a copy in each process's memory (every
     process of a resume loads the checkpoint: gpt2-xl's is 19 GB, 150 GB for 8 processes if each made a copy)."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)

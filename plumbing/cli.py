@@ -7,8 +7,8 @@ import argparse
 import contextlib
 import functools
 import math
+import os
 import re
-import signal
 import sys
 
 
@@ -29,12 +29,19 @@ class InputError(RunError, ValueError):
 
 
 class Stopped(Exception):
-    """A run stopped on request (Ctrl-C, SIGTERM) after saying so and keeping its work: its command line exits with
-    the signal's conventional status, 128 + its number (130 for SIGINT, 143 for SIGTERM)."""
+    """A run stopped on request (Ctrl-C, SIGTERM) after keeping its work: its command line prints `message` (what was
+    kept, how to go on) and exits with the signal's conventional status, 128 + its number (130 for SIGINT, 143 for
+    SIGTERM)."""
 
-    def __init__(self, signum):
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
+    def __init__(self, signum, message):
+        super().__init__(message)
         self.status = 128 + signum
+
+
+def print0(*args, **kwargs):
+    """print, from the master process only (rank 0, or a run without torchrun)."""
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(*args, **kwargs, flush=True)
 
 
 _undo_at_exit = []  # what command_line undoes however main() ends: signal handlers set, folders locked
@@ -60,6 +67,7 @@ def command_line(main):
                 dist.barrier()
             return result
         except Stopped as e:
+            print0(e)
             if dist := group():
                 dist.barrier()  # every process stops after the same step: here, together, as above
             raise SystemExit(e.status) from None

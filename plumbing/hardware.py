@@ -10,7 +10,7 @@ import sys
 import torch
 import torch.distributed as dist
 
-from plumbing.cli import InputError
+from plumbing.cli import InputError, print0
 
 
 def pick_device(requested="auto"):
@@ -64,6 +64,14 @@ def autocast_choice(requested, device_type):
     return None, "auto: float32 on MPS"
 
 
+def autocast_dtype(requested, device_type):
+    """The dtype that matmuls run in under autocast (None: plain float32), which the run says, with why."""
+    dtype, why = autocast_choice(requested, device_type)
+    print0(f"autocast dtype: {str(dtype or 'none (float32)').removeprefix('torch.')}"
+           f"{' with a gradient scaler' if dtype is torch.float16 else ''} ({why})")
+    return dtype
+
+
 def pick_autocast_dtype(requested, device_type):
     """The dtype that matmuls run in under autocast, or None for plain float32 (autocast_choice without the why)."""
     return autocast_choice(requested, device_type)[0]
@@ -111,10 +119,14 @@ def micro_batch_fits(model, B, T, device, amp_dtype, reserve_bytes):
         torch.cuda.empty_cache()
 
 
-def micro_batch_that_fits(model, B, T, device, amp_dtype, reserve_bytes, ddp, given):
-    """The micro-batch to train with on a GPU: B if one forward and backward of it fits (micro_batch_fits), else the
-    largest of B/2, B/4, ... that does, on every process (they agree on the smallest); the run says so. A B the
-    command line gave is used as given, or refused if it does not fit. Every process must call it."""
+def micro_batch_that_fits(model, B, T, device, device_type, amp_dtype, ddp, given):
+    """The micro-batch to train with: B, except on a GPU where one forward and backward of it does not fit with
+    AdamW's state beside it (micro_batch_fits): then the largest of B/2, B/4, ... that does, on every process (they
+    agree on the smallest); the run says so. A B the command line gave is used as given, or refused if it does not
+    fit. Every process must call it."""
+    if device_type != "cuda":
+        return B
+    reserve_bytes = 8 * sum(p.numel() for p in model.parameters())  # AdamW's two moments, made at the first step
     memory = f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GB"
     tried = B
     while True:
@@ -193,3 +205,17 @@ def peak_flops(device_type, dtype=torch.bfloat16):
         return None
     float16, bf16 = PEAK_TFLOPS[model]
     return 1e12 * (bf16 if dtype is not torch.float16 and bf16 else float16)
+
+
+class Speed:
+    """A training step's time as the run prints it: dt, tokens per second and, where the GPU's peak is known, the
+    model FLOPs utilisation (MFU) of all the GPUs together."""
+
+    def __init__(self, flops_per_token, tokens_per_step, device_type, dtype, world_size):
+        peak = peak_flops(device_type, dtype)  # the tensor cores' peak for the dtype the run computes in
+        self.tokens, self.flops = tokens_per_step, flops_per_token * tokens_per_step
+        self.peak = peak and peak * world_size
+
+    def __call__(self, dt):
+        mfu = f" | MFU {self.flops / dt / self.peak:.1%}" if self.peak else ""
+        return f"dt {dt * 1000:.1f}ms | tok/s {self.tokens / dt:,.0f}{mfu}"

@@ -6,9 +6,8 @@ import os
 
 import torch
 
-from plumbing.cli import InputError
+from plumbing.cli import InputError, print0
 from plumbing.files import write_folder
-from plumbing.processes import print0
 
 
 class CannotLoad(InputError):

@@ -6,26 +6,19 @@ import math
 
 import torch
 
-from plumbing.cli import RunError
-from plumbing.processes import print0
+from plumbing.cli import RunError, print0
 
 
-def step_if_finite(optimizer, loss, norm, scaler=None):
-    """optimizer.step(), unless the loss or the gradient norm is NaN or inf: that would poison the weights for good.
-    The fused AdamW kernel takes the check as a tensor (found_inf, as torch's GradScaler hands it over) and skips the
-    update on the device itself, so the CPU need not wait for the GPU here; other optimizers need the answer first.
-    Under float16 the gradient scaler steps: it skips a step whose gradients are not finite in the same way (a NaN
-    loss makes NaN gradients), then lowers its scale after such a step, or raises it after 2,000 good ones."""
-    if scaler is not None and scaler.is_enabled():
-        scaler.step(optimizer)
-        scaler.update()
-        return
+def may_step(optimizer, loss, norm):
+    """Whether to call optimizer.step(): not if the loss or the gradient norm is NaN or inf, which would poison the
+    weights for good. The fused AdamW kernel takes the check as a tensor (found_inf, as torch's GradScaler hands it
+    over) and skips the update on the device itself: the answer is then yes, and the CPU need not wait for the GPU
+    here. Other optimizers need the answer now. (Under float16 the gradient scaler makes the same check itself.)"""
     bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
     if optimizer.defaults.get("fused"):
         optimizer.found_inf = bad.float()
-        optimizer.step()
-    elif not bad.item():
-        optimizer.step()
+        return True
+    return not bad.item()
 
 
 class NotFinite(RunError):

@@ -11,7 +11,7 @@ import socket
 import torch
 import torch.distributed as dist
 
-from plumbing.cli import InputError, RunError, _undo_at_exit
+from plumbing.cli import InputError, RunError, Stopped, _undo_at_exit
 
 # How long a collective waits for the slowest process before the run fails (torch's defaults: 10 minutes for NCCL, 30
 # for gloo). The longest wait is for rank 0's checkpoint: gpt2-xl's, with AdamW's state, is 19 GB, 16 minutes to write
@@ -23,12 +23,6 @@ COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
 def this_machine():
     """This process's machine, for messages: torchrun's node rank and the host name."""
     return f"node {os.environ.get('GROUP_RANK', '0')} ({socket.gethostname()})"
-
-
-def print0(*args, **kwargs):
-    """print, from the master process only (rank 0, or a run without torchrun)."""
-    if int(os.environ.get("RANK", "0")) == 0:
-        print(*args, **kwargs, flush=True)
 
 
 def stop_if_any_failed(error, ddp):
@@ -44,6 +38,14 @@ def stop_if_any_failed(error, ddp):
             raise RunError(f"{failed[0][0]} [on {places}]", quiet=os.environ.get("LOCAL_RANK", "0") != "0")
     elif error:
         raise error
+
+
+class StoppedBySignal(Stopped):
+    """The run stopped by the signal `signum` after `step`, whose checkpoint is `path`; says how to go on."""
+
+    def __init__(self, signum, step, path):
+        super().__init__(signum, f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {path}: "
+                                 "continue with --resume auto")
 
 
 class StopRequests:
@@ -69,6 +71,21 @@ class StopRequests:
     def restore(self):
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
+
+
+def stop_after_this_step(signum, error, ddp):
+    """After a step, on every process together: if any process has a RunError (`error`: a line of log.txt that rank 0
+    could not write), every process stops with it; else the signal that asks the run to stop (this process's, or the
+    first of any process's), or None. Under torchrun one small all-reduce on the CPU (gloo) asks everyone, so that
+    all stop after the same step."""
+    failed, asked = error is not None, signum is not None
+    if ddp:
+        flags = torch.tensor([failed, asked], dtype=torch.int32)
+        dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+        failed, asked = flags.tolist()
+    if failed:
+        stop_if_any_failed(error, ddp)
+    return signal_of_any(signum, ddp) if asked else None
 
 
 def signal_of_any(signum, ddp):

@@ -4,12 +4,14 @@ first moves an earlier run's files aside.
 """
 import collections
 import datetime
+import math
 import os
 import re
 
-from plumbing.cli import RunError
+from plumbing.cli import RunError, print0
 from plumbing.files import write_atomically
-from plumbing.processes import print0, run_or_stop_all, stop_if_any_failed
+from plumbing.nonfinite import NotFinite
+from plumbing.processes import run_or_stop_all, stop_if_any_failed
 
 
 def move_earlier_run(log_dir):
@@ -38,7 +40,7 @@ class Log:
     process with it (in its step's all-reduce, and at each evaluation). counts: the lines of each kind so far."""
 
     def __init__(self, log_dir, resume_step=None, write=True, ddp=False):
-        self.path, self.write_here, self.error = os.path.join(log_dir, "log.txt"), write, None
+        self.path, self.write_here, self.error, self.ddp = os.path.join(log_dir, "log.txt"), write, None, ddp
         self.counts = collections.Counter()
         run_or_stop_all(ddp, self.start, resume_step, where=write)  # starting it: the same for every process
 
@@ -76,9 +78,21 @@ class Log:
             self.error = RunError(f"could not add to {self.path} ({e}): the run stops here. The checkpoints and the "
                                   "lines before are intact: free some space and continue with --resume auto")
 
+    def report(self, step, kind, label, value):
+        """Print an evaluation's result and log it. A value that is not finite (the weights themselves went bad: never
+        checkpoint them), or a log that could not be written, stops every process (all see the same value)."""
+        if not math.isfinite(value):
+            raise NotFinite(step, f"{label} {value}", os.path.dirname(self.path))
+        print0(f"step {step:5d} | {label} {value:.4f}")
+        self.write(f"{step} {kind} {value:.4f}")
+        stop_if_any_failed(self.error, self.ddp)
 
-def report(step, kind, label, value, log, ddp):
-    """Print an evaluation's result and append it to log.txt; if the log could not be written, stop every process."""
-    print0(f"step {step:5d} | {label} {value:.4f}")
-    log.write(f"{step} {kind} {value:.4f}")
-    stop_if_any_failed(log.error, ddp)
+    def train_step(self, step, loss, lr, norm, scale, speed):
+        """Print a training step's line (speed: its time, tok/s and MFU, as hardware.Speed says them) and log its loss,
+        its learning rate and, under float16, the loss scale after it (scale None: not float16)."""
+        print0(f"step {step:5d} | loss {loss:.6f} | lr {lr:.4e} | norm {norm:.4f} | "
+               f"{'' if scale is None else f'scale {scale:g} | '}{speed}")
+        self.write(f"{step} train {loss:.6f}")
+        self.write(f"{step} lr {lr:.6e}")
+        if scale is not None:
+            self.write(f"{step} scale {scale:g}")

@@ -27,6 +27,7 @@ def test_every_row_of_the_gpu_benchmark_runs_and_writes_nothing_into_the_checkou
     shallow = subprocess.run(["git", "rev-parse", "--is-shallow-repository"], cwd=ROOT, capture_output=True, text=True)
     if shallow.returncode != 0 or shallow.stdout.strip() == "true":
         pytest.skip("the rows check out commits of the history, which this checkout does not have")
+
     def worktrees():
         return subprocess.run(["git", "worktree", "list"], cwd=ROOT, capture_output=True, text=True).stdout
     before = sorted(os.listdir(ROOT)), worktrees()

@@ -83,7 +83,7 @@ def test_flags_that_cannot_work(argv, message, capsys):
 
 def small_checkpoint(path):
     model = GPT(GPTConfig(block_size=32, vocab_size=64, n_layer=1, n_head=2, n_embd=16))
-    plumbing.checkpoints.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
+    train_gpt2.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
     return model
 
 
@@ -127,7 +127,7 @@ def test_a_crash_while_saving_keeps_the_old_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(plumbing.checkpoints.torch, "save", crash)
     with pytest.raises(plumbing.cli.RunError,
                        match="could not write the checkpoint .*No space left on device.*--resume auto"):
-        plumbing.checkpoints.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
+        train_gpt2.save_checkpoint(str(path), model, step=1, val_loss=4.0, args=parse_args([]))
     assert path.read_bytes() == before  # the file that looks whole is whole
     assert plumbing.checkpoints.latest_checkpoint(str(tmp_path)) == str(path)  # a .tmp is never taken for a checkpoint
 
@@ -239,7 +239,6 @@ def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shak
     assert "model_00006.pt" in os.listdir(roomy)
 
 
-
 def test_only_the_command_line_decorator_ends_the_process():
     # Library code (plumbing, GPT, DataLoaderLite, what hellaswag.py and fineweb.py offer) raises a RunError that a
     # notebook can catch; only plumbing.cli.command_line turns one into an exit. So every SystemExit, exit() or sys.exit
@@ -285,8 +284,8 @@ def test_reading_a_checkpoint_copies_none_of_it_into_the_processs_memory(tmp_pat
     model(torch.zeros(1, 8, dtype=torch.long), torch.zeros(1, 8, dtype=torch.long))[1].backward()
     optimizer.step()  # AdamW's two moments: the checkpoint is 3x the weights, as a real one
     path = str(tmp_path / "model_00001.pt")
-    plumbing.checkpoints.save_checkpoint(path, model, 1, 5.0, parse_args([]), optimizer,
-                                         types.SimpleNamespace(state_dict=dict))
+    train_gpt2.save_checkpoint(path, model, 1, 5.0, parse_args([]), optimizer,
+                               types.SimpleNamespace(state_dict=dict))
     code = ("import sys, plumbing.checkpoints\n"
             "def anon():\n"
             "    with open('/proc/self/status') as f:\n"

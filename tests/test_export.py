@@ -4,7 +4,6 @@ import os
 import torch
 from transformers import GPT2LMHeadModel
 
-import plumbing.checkpoints
 import train_gpt2
 from plumbing.huggingface import save_pretrained
 from train_gpt2 import GPT, GPT2_VOCAB_SIZE, GPTConfig
@@ -48,7 +47,7 @@ def test_export_round_trips_through_from_pretrained(tmp_path):
 def test_export_a_checkpoint_from_the_command_line(tmp_path):
     model = trained_looking_model()
     path = str(tmp_path / "model_00010.pt")
-    plumbing.checkpoints.save_checkpoint(path, model, step=10, val_loss=5.0, args=train_gpt2.parse_args([]))
+    train_gpt2.save_checkpoint(path, model, step=10, val_loss=5.0, args=train_gpt2.parse_args([]))
     train_gpt2.main(["--init_from", path, "--export_hf", str(tmp_path / "hf"), "--device", "cpu"])
     hf = GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
     assert torch.equal(hf.transformer.wpe.weight, model.transformer.wpe.weight)

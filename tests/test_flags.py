@@ -77,7 +77,6 @@ ROWS = (
 def paths(tmp_path_factory, shakespeare, read_only_dir):
     """The files and folders the rows name: a file, an empty folder, a read-only one, tiny Shakespeare, a checkpoint,
     a HellaSwag folder, a jsonl of documents."""
-    import plumbing.checkpoints
     tmp = tmp_path_factory.mktemp("flags")
     (tmp / "file").write_text("a file, not a folder")
     (tmp / "empty").mkdir()
@@ -85,7 +84,7 @@ def paths(tmp_path_factory, shakespeare, read_only_dir):
     (tmp / "not_empty" / "keep.txt").write_text("mine")
     shutil.copy(shakespeare, tmp / "input.txt")
     model = train_gpt2.GPT(train_gpt2.GPTConfig(block_size=64, vocab_size=50304, n_layer=1, n_head=2, n_embd=16))
-    plumbing.checkpoints.save_checkpoint(str(tmp / "model_00001.pt"), model, 1, 5.0, train_gpt2.parse_args([]))
+    train_gpt2.save_checkpoint(str(tmp / "model_00001.pt"), model, 1, 5.0, train_gpt2.parse_args([]))
     write_hellaswag(tmp / "hellaswag")
     (tmp / "docs.jsonl").write_text(json.dumps({"text": "Some text."}) + "\n")
     return {"tmp": str(tmp), "file": str(tmp / "file"), "empty": str(tmp / "empty"),

@@ -74,8 +74,6 @@ def write_jsonl(path, lines):
             f.write((line if isinstance(line, str) else json.dumps(line)) + "\n")
 
 
-
-
 @pytest.fixture(scope="module")
 def hf_dir(tmp_path_factory):
     """A tiny random-init GPT2LMHeadModel, written with save_pretrained like a real local checkpoint."""
@@ -503,7 +501,7 @@ def test_checkpoint_matches_direct_evaluation(tmp_path, data_dir, capsys):
     torch.manual_seed(1337)
     model = train_gpt2.GPT(train_gpt2.GPTConfig(**config)).eval()
     path = tmp_path / "model_00010.pt"
-    plumbing.checkpoints.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
+    train_gpt2.save_checkpoint(str(path), model, step=10, val_loss=10.9, args=argparse.Namespace(seed=1337))
 
     correct, correct_norm, total = hellaswag.evaluate(model, data_dir=data_dir)
     hellaswag.main(["-m", str(path), "-d", "cpu", "--data_dir", data_dir, "--dtype", "float32"])

@@ -37,20 +37,29 @@ def test_steps_match_torch_adamw_with_hand_built_groups():
 
 
 def test_gradient_accumulation_equals_one_big_batch(tmp_path):
-    from train_gpt2 import DataLoaderLite, forward_backward
+    # train_step over K micro-batches of B rows, at a learning rate of 0 so that the weights stay where they were:
+    # the loss, the gradient norm and the clipped gradients left in .grad are those of one batch of K * B rows.
+    from train_gpt2 import DataLoaderLite, train_step
     path = tmp_path / "text.txt"
     path.write_text("It was the best of times, it was the worst of times, it was the age of wisdom. " * 30)
     torch.manual_seed(0)
     model = GPT(GPTConfig(block_size=32, vocab_size=50257, n_layer=2, n_head=2, n_embd=32))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
     K, B, T = 4, 2, 16
-    loss = forward_backward(model, DataLoaderLite(B, T, data=str(path)), K, "cpu", "cpu", None)
+    optimizer = model.configure_optimizers(weight_decay=0.1, learning_rate=0.0, device_type="cpu")
+    scaler = torch.amp.GradScaler("cpu", enabled=False)
+    loss, norm = train_step(model, optimizer, scaler, DataLoaderLite(B, T, data=str(path)), K, 0.0, 1, "cpu", "cpu",
+                            None)
     accumulated = {n: p.grad.clone() for n, p in model.named_parameters()}
+    assert all(torch.equal(p, before[n]) for n, p in model.named_parameters())  # lr 0: the step changed nothing
 
     model.zero_grad()
     x, y = DataLoaderLite(K * B, T, data=str(path)).next_batch()  # the same K*B rows in one batch
     _, big_loss = model(x, y)
     big_loss.backward()
-    assert abs(loss.item() - big_loss.item()) < 1e-6
+    big_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    assert big_norm > 1.0  # clipping acted on both
+    assert abs(loss - big_loss.item()) < 1e-6 and abs(norm - big_norm.item()) < 1e-4
     for name, p in model.named_parameters():
         assert torch.allclose(accumulated[name], p.grad, rtol=1e-5, atol=1e-7), name
 
@@ -70,7 +79,7 @@ def test_a_total_batch_that_micro_batches_cannot_fill_is_refused():
 
 def step_both_ways(last):
     """Two copies of a model take three steps with the same gradients, the last ones all `last`: one copy through
-    torch's AdamW itself (skipping the last step if it is not finite), the other through step_if_finite."""
+    torch's AdamW itself (skipping the last step if it is not finite), the other as train_step steps (may_step)."""
     import math
 
     import plumbing.nonfinite
@@ -87,12 +96,13 @@ def step_both_ways(last):
         torch.nn.utils.clip_grad_norm_(models[0].parameters(), 1.0)
         if math.isfinite(value):
             optimizers[0].step()
-        plumbing.nonfinite.step_if_finite(optimizers[1], torch.tensor(1.0 + value), norm)
+        if plumbing.nonfinite.may_step(optimizers[1], torch.tensor(1.0 + value), norm):
+            optimizers[1].step()
     return models, optimizers
 
 
 def test_a_nonfinite_step_is_skipped_without_waiting_for_the_device(monkeypatch):
-    # The fused kernel skips the update itself (found_inf), so step_if_finite never asks for a value on the CPU:
+    # The fused kernel skips the update itself (found_inf), so may_step never asks for a value on the CPU:
     # .item(), which would wait for the GPU, is refused while it runs.
     def no_sync(self):
         raise AssertionError("waited for the device")
@@ -105,7 +115,7 @@ def test_a_nonfinite_step_is_skipped_without_waiting_for_the_device(monkeypatch)
     assert all(real_item(state["step"]) == 2 for state in optimizer.state.values())  # ...nor the step count
 
 
-def test_a_finite_step_through_step_if_finite_is_adamws_own():
+def test_a_finite_step_through_may_step_is_adamws_own():
     (reference, model), _ = step_both_ways(0.03)
     for (name, p), q in zip(reference.named_parameters(), model.parameters()):
         assert torch.equal(p, q), name
