@@ -737,7 +737,7 @@ def main(argv=None):
     val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=raw_model.config.vocab_size)
     optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
     start_step = checkpoints.restore_run(resume, optimizer, train_loader, scaler) if resume else 0
-    log = runlog.Log(args.log_dir, start_step if resume else None, write=master_process, ddp=ddp)
+    log = runlog.Log(args, device, amp_dtype, start_step if resume else None, write=master_process, ddp=ddp)
     speed = hardware.Speed(raw_model.flops_per_token(T), args.total_batch_size, device_type, amp_dtype, world_size)
     stop, stopping = processes.StopRequests(), None  # Ctrl-C, SIGTERM: stopping is the signal, once all processes know
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.

@@ -4,6 +4,7 @@ the GPUs' peak FLOP/s that MFU is measured against.
 """
 import contextlib
 import os
+import platform
 import re
 import sys
 
@@ -187,6 +188,19 @@ GPU_NAMES = [(r"NVIDIA A100([- ].*)?", "A100"), (r"NVIDIA (H100|H200)( \d+GB)? (
              (r"Tesla V100-SXM2-(16|32)GB", "V100 SXM2"), (r"Tesla V100-PCIE-(16|32)GB", "V100 PCIe"),
              (r"Tesla V100S-PCIE-32GB", "V100S PCIe"), (r"NVIDIA (A10|A10G|L4|L40S|RTX A6000)", r"\1"),
              (r"(NVIDIA )?GeForce RTX (3090|4090)", r"RTX \2")]
+
+
+def device_name(device):
+    """What the device is, for a run's record: the GPU's name, or the CPU's model as the system names it."""
+    if torch.device(device).type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if torch.device(device).type == "mps":
+        return "Apple GPU (mps)"
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
 
 
 def gpu_model(name):

@@ -1,15 +1,20 @@
 """
 log_dir/log.txt: one line per event, appended and flushed at once, cut back to its checkpoint on a resume; a fresh run
-first moves an earlier run's files aside.
+first moves an earlier run's files aside. Beside it, log_dir/run.json: what each start of the run ran with.
 """
 import collections
 import datetime
+import json
 import math
 import os
 import re
+import subprocess
+
+import torch
 
 from plumbing.cli import RunError, print0
 from plumbing.files import write_atomically
+from plumbing.hardware import device_name
 from plumbing.nonfinite import NotFinite
 from plumbing.processes import run_or_stop_all, stop_if_any_failed
 
@@ -18,7 +23,7 @@ def move_earlier_run(log_dir):
     """A run that starts from step 0 in a log_dir that holds an earlier run's log.txt or checkpoints moves them into a
     folder of their own there, named after the time of the newest, and says where: nothing of the earlier run is lost
     (its log would have been cut to nothing), and --resume auto then finds only this run's checkpoints."""
-    names = [n for n in os.listdir(log_dir) if n == "log.txt" or re.fullmatch(r"model_(\d+)\.pt", n)]
+    names = [n for n in os.listdir(log_dir) if n in ("log.txt", "run.json") or re.fullmatch(r"model_(\d+)\.pt", n)]
     if not names:
         return
     newest = max(os.path.getmtime(os.path.join(log_dir, n)) for n in names)
@@ -30,21 +35,64 @@ def move_earlier_run(log_dir):
     print(f"{log_dir}/ held an earlier run ({', '.join(sorted(names))}): moved to {folder}/", flush=True)
 
 
+def git_commit():
+    """(the commit of the code that runs, whether the files git tracks have changes), or (None, None) outside a git
+    checkout or without git."""
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                                capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None, None
+    if commit.returncode or status.returncode:
+        return None, None
+    return commit.stdout.strip(), bool(status.stdout.strip())
+
+
+def record(args, device, amp_dtype, start_step):
+    """What one start of a run ran with, for run.json: every flag as parse_args left it (presets and defaults filled
+    in, the micro-batch as fitted), the code's commit, the versions, the device, the processes and the dtype."""
+    commit, changed = git_commit()
+    return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "start_step": start_step, "flags": {k: v for k, v in sorted(vars(args).items())},
+            "commit": commit, "uncommitted_changes": changed, "torch": torch.__version__,
+            "cuda": torch.version.cuda, "device": device_name(device), "processes": args.world_size,
+            "dtype": "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")}
+
+
+def write_record(path, run, resume):
+    """run.json: {"runs": [...]}, one record per start. A resume keeps the records before it and adds its own; a
+    record that cannot be read (written by hand, cut short) is kept aside as run.json.unreadable."""
+    runs = []
+    if resume and os.path.exists(path):
+        try:
+            with open(path) as f:
+                runs = list(json.load(f)["runs"])
+        except (OSError, ValueError, KeyError, TypeError):
+            os.replace(path, path + ".unreadable")
+            print0(f"{path} could not be read: kept as {path}.unreadable, and a new one started")
+    text = json.dumps({"runs": runs + [run]}, indent=1, default=str) + "\n"
+    write_atomically(path, lambda f: f.write(text.encode()))
+
+
 class Log:
     """log_dir/log.txt, one line per event ("{step} train {loss}", "{step} val {loss}", ...), each appended and
     flushed at once. A run resumed at step S keeps the lines before S and the evaluations of S itself (logged just
     before its checkpoint) and drops the rest, which the killed run wrote after its checkpoint. Only the process with
     write=True (the master) writes. A run from step 0 first moves an earlier run's files aside (move_earlier_run).
+    Beside log.txt it writes run.json, the record of what each start of the run ran with (runlog.record).
     A line it cannot write does not raise: that would stop the master alone while the
     other processes wait for it in their next collective. It is kept in `error`, and the training loop stops every
     process with it (in its step's all-reduce, and at each evaluation). counts: the lines of each kind so far."""
 
-    def __init__(self, log_dir, resume_step=None, write=True, ddp=False):
-        self.path, self.write_here, self.error, self.ddp = os.path.join(log_dir, "log.txt"), write, None, ddp
+    def __init__(self, args, device, amp_dtype, resume_step=None, write=True, ddp=False):
+        self.path, self.write_here, self.error, self.ddp = os.path.join(args.log_dir, "log.txt"), write, None, ddp
         self.counts = collections.Counter()
-        run_or_stop_all(ddp, self.start, resume_step, where=write)  # starting it: the same for every process
+        run = record(args, device, amp_dtype, resume_step or 0) if write else None
+        run_or_stop_all(ddp, self.start, resume_step, run, where=write)  # starting it: the same for every process
 
-    def start(self, resume_step):
+    def start(self, resume_step, run):
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         if resume_step is None:
             move_earlier_run(os.path.dirname(self.path))
@@ -63,6 +111,7 @@ class Log:
                         self.counts[kind] += 1
         try:
             write_atomically(self.path, lambda f: f.write("".join(kept).encode()))
+            write_record(os.path.join(os.path.dirname(self.path), "run.json"), run, resume_step is not None)
         except OSError as e:
             raise RunError(f"could not write {self.path} ({e}); free some space, or give another --log_dir") from None
 

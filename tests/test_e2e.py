@@ -70,7 +70,7 @@ def test_samples_are_printed_during_and_after_training(run):
 
 def test_checkpoints_are_complete_and_reproduce_the_logged_val_loss(run):
     shards, log_dir, _ = run
-    assert sorted(os.listdir(log_dir)) == ["log.txt", "model_00003.pt", "model_00006.pt"]  # no .tmp left
+    assert sorted(os.listdir(log_dir)) == ["log.txt", "model_00003.pt", "model_00006.pt", "run.json"]  # no .tmp left
     events = read_log(log_dir)
     model, checkpoint = train_gpt2.GPT.from_checkpoint(os.path.join(log_dir, "model_00006.pt"))
     assert checkpoint["step"] == MAX_STEPS
@@ -106,3 +106,8 @@ def test_notebook_plots_the_log(run, tmp_path):
     assert f"min val loss: {min(events['val'].values()):.4f}" in printed
     assert f"max HellaSwag acc_norm: {max(events['hella'].values()):.4f}" in printed
     assert any(o.output_type == "display_data" and "image/png" in o.data for o in nb.cells[-1].outputs)
+    # Above the plots, what the run ran with (run.json beside log.txt).
+    record = json.loads((log_dir / "run.json").read_text())["runs"][0]
+    printed = "".join(o.get("text", "") for o in nb.cells[-2].outputs if o.output_type == "stream")
+    assert f"from step 0 ({record['started']}): commit {record['commit']}" in printed
+    assert f"--n_layer {record['flags']['n_layer']}, " in printed

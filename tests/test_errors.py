@@ -188,7 +188,7 @@ def test_a_nonfinite_loss_stops_the_run_and_keeps_the_checkpoints(shakespeare, t
             "--eval_interval", "100", "--checkpoint_interval", "100"]
     with pytest.raises(SystemExit, match="step 1: loss nan.*--resume auto"):
         train_gpt2.main(argv)
-    assert os.listdir(tmp_path) == ["log.txt"]  # no checkpoint of the poisoned weights
+    assert sorted(os.listdir(tmp_path)) == ["log.txt", "run.json"]  # no checkpoint of the poisoned weights
 
 
 def test_skip_nonfinite_logs_the_skipped_steps(shakespeare, tmp_path):
@@ -225,7 +225,7 @@ def test_a_full_disk_stops_the_run_and_keeps_the_earlier_checkpoint_and_log(shak
     with pytest.raises(SystemExit, match=r"could not write the checkpoint .*model_00004\.pt \(.*No space left on "
                                          r"device.*\): the run stops here.*intact.*--resume auto"):
         train_gpt2.main(argv)
-    assert sorted(os.listdir(disk)) == ["log.txt", "model_00002.pt"]  # and no .tmp
+    assert sorted(os.listdir(disk)) == ["log.txt", "model_00002.pt", "run.json"]  # and no .tmp
     assert GPT.from_checkpoint(os.path.join(disk, "model_00002.pt"))[1]["step"] == 2
     with open(os.path.join(disk, "log.txt")) as f:
         lines = [line.split()[:2] for line in f]

@@ -1,6 +1,7 @@
 """Exact resume: a run stopped after its checkpoint at step 3 and resumed with --resume ends exactly where the same
 run straight through ends: the same per-step losses, the same log.txt, the same final weights. The stop is simulated
 in-process, and also done for real: a training process killed with SIGKILL, resumed by a new process."""
+import json
 import os
 import shutil
 import signal
@@ -49,6 +50,27 @@ def test_stop_and_resume_gives_the_straight_run(straight, shakespeare, tmp_path,
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
     assert b["val_loss"] == a["val_loss"]
+
+
+def test_run_json_records_what_each_start_of_the_run_ran_with(straight, shakespeare, tmp_path):
+    # The straight run's record: every flag with the presets and defaults filled in, and what ran it.
+    run = json.loads(read(straight / "run.json"))["runs"]
+    assert len(run) == 1 and run[0]["start_step"] == 0
+    flags = train_gpt2.parse_args(["--data", shakespeare, "--log_dir", str(straight), *TINY])
+    assert {k: run[0]["flags"][k] for k in vars(flags)} == {k: v for k, v in vars(flags).items()}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    if head.returncode == 0:  # a copy of the code outside git records None
+        assert run[0]["commit"] == head.stdout.strip() and isinstance(run[0]["uncommitted_changes"], bool)
+    assert (run[0]["torch"], run[0]["cuda"], run[0]["processes"]) == (torch.__version__, torch.version.cuda, 1)
+    assert run[0]["dtype"] in ("float32", "bfloat16") and run[0]["device"]
+    # A resume keeps the first start's record as it was and adds its own; log.txt's format is not touched by it.
+    for name in ("model_00003.pt", "run.json"):
+        shutil.copy(straight / name, tmp_path)
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), "--resume", "auto", *TINY])
+    resumed = json.loads(read(tmp_path / "run.json"))["runs"]
+    assert resumed[0] == run[0] and resumed[1]["start_step"] == 3 and len(resumed) == 2
+    assert resumed[1]["flags"]["resume"] == "auto"
+    assert all(len(line.split()) == 3 for line in read(tmp_path / "log.txt").splitlines())
 
 
 def test_resume_auto_without_a_checkpoint_starts_from_scratch(shakespeare, tmp_path, capsys):

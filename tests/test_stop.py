@@ -135,14 +135,14 @@ def test_a_fresh_run_over_an_earlier_runs_folder_keeps_every_file_of_it(shakespe
                     total=64).finish()
     assert rc == 0, out[-3000:]
     earlier = {name: (tmp_path / name).read_bytes() for name in os.listdir(tmp_path)}
-    assert sorted(earlier) == ["log.txt", "model_00002.pt", "model_00004.pt"]
+    assert sorted(earlier) == ["log.txt", "model_00002.pt", "model_00004.pt", "run.json"]
     rc, out = train("one process", tmp_path, "--max_steps", "3", data=shakespeare, total=64).finish()
     assert rc == 0, out[-3000:]
     moved = [name for name in os.listdir(tmp_path) if name.startswith("run_")]
-    assert len(moved) == 1 and f"held an earlier run (log.txt, model_00002.pt, model_00004.pt): moved to " \
+    assert len(moved) == 1 and f"held an earlier run (log.txt, model_00002.pt, model_00004.pt, run.json): moved to " \
                                f"{tmp_path / moved[0]}/" in out
     assert {name: (tmp_path / moved[0] / name).read_bytes() for name in os.listdir(tmp_path / moved[0])} == earlier
-    assert sorted(os.listdir(tmp_path)) == sorted(["log.txt", "model_00003.pt", *moved])
+    assert sorted(os.listdir(tmp_path)) == sorted(["log.txt", "model_00003.pt", "run.json", *moved])
     assert [line.split()[0] for line in lines(tmp_path, "train")] == ["0", "1", "2"]
 
 
