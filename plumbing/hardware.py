@@ -102,19 +102,21 @@ def micro_batch_fits(model, B, T, device, amp_dtype, reserve_bytes):
     """Whether one forward and backward of B rows of T tokens runs on the GPU with reserve_bytes more set aside (the
     optimizer's state, made at the first step). Not a training step: random tokens from a generator of its own, no
     gradient all-reduce, the gradients dropped, so the weights, the optimizer, the data and the RNG are as they were."""
-    reserve = tokens = loss = None
+    reserve = x = y = loss = None
     try:
         reserve = torch.empty(reserve_bytes, dtype=torch.uint8, device=device)
         generator = torch.Generator(device=device).manual_seed(0)
-        tokens = torch.randint(50257, (B, T + 1), generator=generator, device=device)
+        # Two contiguous (B, T) tensors, as the data loader gives: a compiled model guards on strides, and views of
+        # one (B, T + 1) tensor would compile a graph that the training steps then compile again.
+        x, y = (torch.randint(50257, (B, T), generator=generator, device=device) for _ in range(2))
         with model.no_sync() if hasattr(model, "no_sync") else contextlib.nullcontext(), autocast("cuda", amp_dtype):
-            loss = model(tokens[:, :-1], tokens[:, 1:])[1]
+            loss = model(x, y)[1]
         loss.backward()
         return True
     except torch.cuda.OutOfMemoryError:
         return False
     finally:
-        del reserve, tokens, loss
+        del reserve, x, y, loss
         for p in model.parameters():
             p.grad = None
         torch.cuda.empty_cache()

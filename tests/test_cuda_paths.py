@@ -260,3 +260,31 @@ def test_two_processes_agree_on_the_smaller_micro_batch_that_fits(shakespeare, t
                        str(tmp_path / "cpu"), *cpu], cwd=ROOT, env=dict(os.environ, OMP_NUM_THREADS="1"), timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert read(tmp_path / "auto" / "log.txt") == read(tmp_path / "cpu" / "log.txt")
+
+
+@pytest.mark.slow
+def test_the_first_training_step_compiles_nothing_after_the_micro_batch_probe(fake_cuda, shakespeare, tmp_path,
+                                                                                monkeypatch):
+    # The probe (a forward and backward of the micro-batch before training) must run the graph the training steps
+    # run. Fed views with a stride of T + 1, it made step 0 compile a second graph (dynamo guards on strides): a
+    # minute or more of Inductor on a GPU inside the first step, and a false dt. Halving B compiles one graph per B.
+    from torch._dynamo.testing import CompileCounter
+    counter, frames, compile_ = CompileCounter(), {}, torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: compile_(model, **{**kwargs, "backend": counter}))
+    step, probe = train_gpt2.train_step, plumbing.hardware.micro_batch_that_fits
+
+    def micro_batch_that_fits(*args, **kwargs):
+        B = probe(*args, **kwargs)
+        frames["after the probe"] = counter.frame_count
+        return B
+
+    def train_step(*args, **kwargs):
+        before = counter.frame_count
+        result = step(*args, **kwargs)
+        frames.setdefault("the first step", counter.frame_count - before)
+        return result
+    monkeypatch.setattr(plumbing.hardware, "micro_batch_that_fits", micro_batch_that_fits)
+    monkeypatch.setattr(train_gpt2, "train_step", train_step)
+    torch._dynamo.reset()
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *TINY, "--compile", "--batch_size", "2"])
+    assert frames == {"after the probe": 1, "the first step": 0}
