@@ -718,7 +718,7 @@ def main(argv=None):
         return
     raw_model = model  # the plain module, for what must not go through the compiled graph
     if hardware.use_compile(args.compile, device_type):
-        model = torch.compile(model)  # fuses the work between matmuls into few kernels, skips Python overhead
+        model = torch.compile(model, dynamic=False)  # fuses work between matmuls, skips Python; B, T fixed: static
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
         # gradient_as_bucket_view: each .grad is a view into DDP's all-reduce buckets, not a second copy beside them
