@@ -518,6 +518,7 @@ def setup_distributed(requested_device):
     if device_type == "cuda" and torch.device(device).index is not None:  # what torch.cuda's calls look at
         torch.cuda.set_device(device)
     if ddp:  # NCCL moves CUDA tensors GPU to GPU; gloo moves CPU ones, such as the messages of plumbing's checks
+        processes.import_what_holds_the_group()  # first: else the group outlives destroy_process_group()
         dist.init_process_group("cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo",
                                 timeout=processes.COLLECTIVE_TIMEOUT)
         if device_type == "cuda":

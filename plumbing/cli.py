@@ -6,6 +6,7 @@ tokenizer processes need not load it.
 import argparse
 import contextlib
 import functools
+import gc
 import math
 import os
 import re
@@ -58,26 +59,33 @@ def command_line(main):
 
     @functools.wraps(main)
     def run(*args, **kwargs):
+        end = None  # the SystemExit that ends the program, raised once the group is destroyed
         try:
             result = main(*args, **kwargs)
             if dist := group():
-                # Every process ends here together. Rank 0 samples after the last checkpoint while the others are done:
-                # a process that tore gloo down and exited meanwhile was killed in about one run in 20 by
-                # "terminate called without an active exception" as its interpreter shut down.
+                # Every process ends here together (rank 0 samples after the last checkpoint while the others are
+                # done). The SIGABRT at exit once blamed on ending apart came from a group that outlived
+                # destroy_process_group(): see plumbing.processes.import_what_holds_the_group.
                 dist.barrier()
             return result
         except Stopped as e:
             print0(e)
             if dist := group():
                 dist.barrier()  # every process stops after the same step: here, together, as above
-            raise SystemExit(e.status) from None
+            end = SystemExit(e.status)
         except RunError as e:
-            raise SystemExit(1 if e.quiet else str(e)) from None
+            end = SystemExit(1 if e.quiet else str(e))
         finally:
+            # Here the exception is gone, and with its traceback main()'s frame and the DDP model in it, which holds
+            # the process group: destroy_process_group() can free it (raised from the except clause, the SystemExit
+            # kept the exception as its __context__, and the group lived on into the interpreter's shutdown).
             while _undo_at_exit:
                 _undo_at_exit.pop()()
             if dist := group():
+                if end is not None:
+                    gc.collect()  # what the exception's frames still hold through a cycle (an error kept in a local)
                 dist.destroy_process_group()
+        raise end
     return run
 
 

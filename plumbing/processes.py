@@ -4,6 +4,7 @@ their next collective until NCCL's watchdog kills them, with tracebacks instead 
 (Ctrl-C, SIGTERM) that every process acts on after the same step, and each process's own GPU.
 """
 import datetime
+import importlib
 import os
 import signal
 import socket
@@ -18,6 +19,19 @@ from plumbing.cli import InputError, RunError, Stopped, _undo_at_exit
 # at 20 MB/s (a slow network disk), and NCCL's 10 would kill the processes waiting for it. A first run's downloads
 # take less (--init_from gpt2-xl: about 6 GB per machine). The price: a run that really hangs takes 30 minutes to fail.
 COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)
+
+
+def import_what_holds_the_group():
+    """Import, before init_process_group, what DDP imports later (torch._dynamo) and what that imports: among it
+    torch.distributed.nn.functional, whose functions take group=group.WORLD as a default argument, evaluated once, as
+    they are defined. Imported after the group exists, ten of them hold it to the end of the process:
+    destroy_process_group() cannot free it, so gloo's threads (they are joined only when the group is freed) still run
+    as the interpreter shuts down, and one that drops the last reference to a finished collective's tensors there
+    must take the GIL of an interpreter being finalized, which ends the thread inside a C++ destructor: std::terminate,
+    the process killed by SIGABRT ("terminate called without an active exception") after a run that went well.
+    Imported first, those defaults are None (the default group at each call), and destroy_process_group() frees the
+    group, which joins gloo's threads while Python is whole."""
+    importlib.import_module("torch._dynamo")
 
 
 def this_machine():

@@ -153,4 +153,27 @@ if __name__ == "__main__":
     elif os.environ.get("FAKE_CUDA"):
         fake_cuda(setattr, int(os.environ["FAKE_CUDA"]), rows_that_fit=rows)
     sys.argv = sys.argv[1:]
+    if os.path.isdir("/proc/self/task"):  # Linux: the threads of this process, as the kernel counts them
+        # destroy_process_group() must free the group, which joins the threads it started (gloo's): one still running
+        # as the interpreter shuts down can abort the process (plumbing.processes.import_what_holds_the_group).
+        # Counted: the threads that Python did not start (tqdm's monitor is one it did).
+        import threading
+
+        import torch.distributed as dist
+        threads, init, destroy = [], dist.init_process_group, dist.destroy_process_group
+
+        def native_threads():
+            return len(os.listdir("/proc/self/task")) - threading.active_count()
+
+        def init_process_group(*args, **kwargs):
+            threads.append(native_threads())
+            init(*args, **kwargs)
+
+        def destroy_process_group(*args, **kwargs):
+            destroy(*args, **kwargs)
+            left = native_threads() - threads[-1]
+            if left > 0 and not dist.is_initialized():
+                raise AssertionError(f"{left} thread(s) of the process group still run after destroy_process_group(): "
+                                     "something still holds the group")
+        dist.init_process_group, dist.destroy_process_group = init_process_group, destroy_process_group
     runpy.run_path(sys.argv[0], run_name="__main__")
