@@ -677,7 +677,8 @@ def load_run(args, world_size, ddp, device):
         with cli.named_by("--resume"):
             model, checkpoint = processes.run_or_stop_all(ddp, GPT.from_checkpoint, path)
         checkpoints.check_same_checkpoint(path, checkpoint["step"], ddp)
-        if args.batch_size_left_out:  # that run's, which it found to fit
+        if args.batch_size_left_out:  # that run's, which it found to fit, and the val tokens of the batch asked for
+            args.val_steps = args.val_steps * args.batch_size // checkpoint["args"]["batch_size"]
             args.batch_size = checkpoint["args"]["batch_size"]
         same = {name: getattr(args, name) for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle")}
         checkpoints.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches

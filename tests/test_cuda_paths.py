@@ -226,7 +226,8 @@ def test_a_micro_batch_left_out_is_halved_until_a_step_fits_the_gpu(shakespeare,
     # exactly what a run given --batch_size 16 (and --val_steps 4) does.
     calls = fakes.fake_cuda(monkeypatch.setattr, 1, memory=15 * 2**30, rows_that_fit=16)
     monkeypatch.setattr(train_gpt2, "DDP", torch.nn.parallel.DistributedDataParallel)
-    flags = [*tiny_flags(device="cuda", batch_size=None, total_batch_size=64 * 32), "--data", shakespeare]
+    flags = [*tiny_flags(device="cuda", batch_size=None, total_batch_size=64 * 32, max_steps=4, eval_interval=2,
+                         checkpoint_interval=2), "--data", shakespeare]
     train_gpt2.main([*flags, "--log_dir", str(tmp_path / "auto")])
     out = capsys.readouterr().out
     assert "micro-batch 16 rows (64 did not fit in the GPU's 15 GB)" in out
@@ -234,6 +235,12 @@ def test_a_micro_batch_left_out_is_halved_until_a_step_fits_the_gpu(shakespeare,
     assert [call for call in calls if call[0] == "out of memory"] == [("out of memory", 64), ("out of memory", 32)]
     train_gpt2.main([*flags, "--log_dir", str(tmp_path / "given"), "--batch_size", "16", "--val_steps", "4"])
     assert read(tmp_path / "auto" / "log.txt") == read(tmp_path / "given" / "log.txt")
+    # Resumed, the run takes the micro-batch its checkpoint found to fit, and still measures the val loss on the
+    # tokens of the batch asked for: 4 batches of 16, not 1 (a val curve that changed at every resume).
+    train_gpt2.main([*flags, "--log_dir", str(tmp_path / "resumed"), "--resume",
+                     str(tmp_path / "auto" / "model_00002.pt")])
+    val = [line for line in read(tmp_path / "auto" / "log.txt").splitlines() if line.startswith("4 val")]
+    assert val and [line for line in read(tmp_path / "resumed" / "log.txt").splitlines() if " val " in line] == val
     # A --batch_size given on the command line is used as given: it does not fit, and the run says how to go on.
     with pytest.raises(SystemExit, match=r"--batch_size 32 does not fit in the GPU's 15 GB: one forward and backward "
                                          r"of 32 x 32 tokens ran out of memory\. Lower --batch_size, or leave it out"):
