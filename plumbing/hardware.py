@@ -183,6 +183,11 @@ PEAK_TFLOPS = {
     "RTX 3090": (71, 71),  # GA102 whitepaper, appendix A: FP16 with FP32 accumulate 71 (142 sparse)
     "RTX 4090": (165.2, 165.2),  # Ada whitepaper, appendix A: FP16 with FP32 accumulate 165.2 (330.4 sparse)
 }
+# float32 matmuls as a run computes them. Where the GPU has bf16 tensor cores it also has TF32 ones, which run
+# float32 matmuls (torch.set_float32_matmul_precision("high"), set in main()) at half the 16-bit rate: the A100
+# datasheet's 156 TF32 against 312 BF16, and the same ratio in the others' datasheets. The T4 and V100 have no TF32:
+# plain FP32 on the CUDA cores, their datasheets' "single-precision" figures, 8 to 20 times below their float16 peak.
+FP32_TFLOPS = {"T4": 8.1, "V100 SXM2": 15.7, "V100 PCIe": 14, "V100S PCIe": 16.4}
 # The whole name torch.cuda.get_device_name() gives -> PEAK_TFLOPS's key. The whole name must match: "NVIDIA RTX
 # A1000" is no A100, "NVIDIA A100" no A10, and a "Laptop GPU", "RTX 4090 D" or "RTX 3090 Ti" has peaks of its own.
 GPU_NAMES = [(r"NVIDIA A100([- ].*)?", "A100"), (r"NVIDIA (H100|H200)( \d+GB)? (NVL|PCIe)", r"\1 \3"),
@@ -215,11 +220,14 @@ def gpu_model(name):
 
 
 def peak_flops(device_type, dtype=torch.bfloat16):
-    """The dense tensor-core peak of this process's GPU in FLOP/s for a run under `dtype` autocast (float16's peak for
-    float16; bf16's otherwise, or float16's where the GPU has no bf16), or None where it is not known."""
+    """The dense peak of this process's GPU in FLOP/s for a run under `dtype` autocast: float16's for float16, bf16's
+    for bf16, and for float32 (dtype None) TF32's or, without TF32, plain FP32's (FP32_TFLOPS); None where the GPU
+    is not known. Counted against a 16-bit peak, a float32 run's MFU read 2 to 8 times too low."""
     if device_type != "cuda" or (model := gpu_model(torch.cuda.get_device_name())) is None:
         return None
     float16, bf16 = PEAK_TFLOPS[model]
+    if dtype is None:
+        return 1e12 * (bf16 / 2 if bf16 else FP32_TFLOPS[model])
     return 1e12 * (bf16 if dtype is not torch.float16 and bf16 else float16)
 
 

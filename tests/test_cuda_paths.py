@@ -147,7 +147,10 @@ def test_a_gpus_peak_is_looked_up_by_its_whole_model_name(name, model):
 
 @pytest.mark.parametrize("name, dtype, peak", [
     ("NVIDIA H100 PCIe", torch.bfloat16, 756e12), ("NVIDIA H100 PCIe", torch.float16, 756e12),
-    ("Tesla T4", torch.float16, 65e12), ("Tesla T4", None, 65e12),  # no bf16 tensor cores: float16's
+    ("Tesla T4", torch.float16, 65e12), ("Tesla T4", torch.bfloat16, 65e12),  # no bf16 tensor cores: float16's
+    # float32: TF32 where the GPU has it (half the 16-bit peak), plain FP32 where not: not the bf16 peak.
+    ("NVIDIA A100-SXM4-80GB", None, 156e12), ("NVIDIA H100 80GB HBM3", None, 494.5e12), ("Tesla T4", None, 8.1e12),
+    ("Tesla V100-SXM2-16GB", None, 15.7e12),
     ("NVIDIA A10G", torch.float16, 70e12), ("NVIDIA GeForce RTX 4090", torch.bfloat16, 165.2e12)])
 def test_peak_flops_of_the_current_gpu_for_the_runs_dtype(monkeypatch, name, dtype, peak):
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
