@@ -44,10 +44,13 @@ class ScaleCollapsed(RunError):
 def skipped_step(step, loss, norm, scale, skip_nonfinite, log_dir, log):
     """Whether the step just taken was skipped (loss, norm and float16's loss scale, or None: floats read after it).
     Under float16 a step whose gradients overflowed (a finite loss, an inf or NaN norm) was skipped by the scaler as
-    designed, which lowered its scale: logged, and the run goes on. A NaN or inf loss or norm otherwise, or a scale
-    fallen below 1, stops the run, or with --skip_nonfinite is logged as skipped. All processes see the same numbers."""
-    if math.isfinite(loss) and (scale is None or scale >= 1):
-        if math.isfinite(norm):
+    designed, which lowered its scale: logged, and the run goes on. A scale fallen below 1 stops the run, unless
+    --skip_nonfinite: then the steps the scaler applies are logged as any step. A NaN or inf loss or norm otherwise
+    stops the run, or with --skip_nonfinite is logged as skipped. All processes see the same numbers."""
+    if math.isfinite(loss):
+        if scale is not None and scale < 1 and not skip_nonfinite:
+            raise ScaleCollapsed(step, scale, log_dir)
+        if math.isfinite(norm):  # the update was made (under float16 by the scaler, whatever its scale): logged
             return False
         if scale is not None:
             print0(f"step {step:5d} | loss {loss:.6f} | the gradients overflowed float16: step skipped by the scaler, "
@@ -55,8 +58,6 @@ def skipped_step(step, loss, norm, scale, skip_nonfinite, log_dir, log):
             log.write(f"{step} overflow {scale:g}")
             return True
     if not skip_nonfinite:
-        if math.isfinite(loss) and math.isfinite(norm):
-            raise ScaleCollapsed(step, scale, log_dir)
         raise NotFinite(step, f"loss {loss}, gradient norm {norm}", log_dir)
     print0(f"step {step:5d} | loss {loss} | norm {norm} | not finite: step skipped")
     log.write(f"{step} skipped {loss}")

@@ -31,6 +31,21 @@ def scale_from(monkeypatch):
     return start
 
 
+def test_a_loss_scale_below_1_stops_the_run_or_with_skip_nonfinite_its_steps_are_logged(shakespeare, tmp_path,
+                                                                                        scale_from):
+    # At a scale of 0.5 nothing overflows and the scaler applies every step. Without --skip_nonfinite the run stops
+    # (the scale collapsed: something is wrong); with it, each step was logged "not finite: step skipped" and its
+    # train line dropped, although the weights moved.
+    scale_from(0.5)
+    with pytest.raises(SystemExit, match="loss scale fell to 0.5"):
+        train(shakespeare, tmp_path / "stops", *tiny_flags(dtype="float16", max_steps=3, eval_interval=100))
+    lines = train(shakespeare, tmp_path / "goes_on", *tiny_flags(dtype="float16", max_steps=3, eval_interval=100),
+                  "--skip_nonfinite")
+    assert [(step, kind) for step, kind, _ in lines if kind in ("train", "scale", "skipped")] == \
+        [(str(s), kind) for s in range(3) for kind in ("train", "scale")]
+    assert [value for _, kind, value in lines if kind == "scale"] == ["0.5"] * 3
+
+
 @pytest.mark.slow
 def test_a_float16_run_tracks_the_float32_run(shakespeare, tmp_path):
     # 100 steps of the same model, data and seed; float16 rounds every matmul to 11 significant bits.
