@@ -517,6 +517,8 @@ def setup_distributed(requested_device):
         device = processes.gpu_of(local_rank, torch.cuda.device_count())  # one GPU per process
     if device_type == "cuda" and torch.device(device).index is not None:  # what torch.cuda's calls look at
         torch.cuda.set_device(device)
+    if device_type == "cuda":
+        hardware.check_kernels(device)  # a V100 with the CUDA 12.8+ wheels: stop now, saying which torch to install
     if ddp:  # NCCL moves CUDA tensors GPU to GPU; gloo moves CPU ones, such as the messages of plumbing's checks
         processes.import_what_holds_the_group()  # first: else the group outlives destroy_process_group()
         dist.init_process_group("cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo",

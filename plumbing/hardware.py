@@ -37,6 +37,26 @@ def pick_device(requested="auto"):
 DTYPES = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}  # --dtype: autocast's dtype
 
 
+def check_kernels(device):
+    """Stop at start, with what to install, where this torch carries no kernels for the GPU: from 2.8 on, the wheels
+    `pip install torch` picks are built for CUDA 12.8 or newer, without sm_70 (V100: pytorch/pytorch#172352), and an
+    older wheel has none for the newest GPUs. Without this, the first operation fails with "no kernel image is
+    available for execution on the device". A kernel built for sm_XY runs on X.Y and later minors of X; PTX
+    (compute_XY) is compiled for any later GPU."""
+    arch = torch.cuda.get_arch_list()  # empty when torch cannot ask CUDA: nothing to compare with
+    major, minor = torch.cuda.get_device_capability(device)
+    built = [(kind, int(name[:-1]), int(name[-1])) for kind, _, name in (a.partition("_") for a in arch)
+             if name[:-1].isdigit() and name[-1].isdigit()]
+    if not arch or any((kind == "sm" and m == major and n <= minor) or (kind == "compute" and (m, n) <= (major, minor))
+                       for kind, m, n in built):
+        return
+    index = "cu126" if all((major, minor) < (m, n) for _, m, n in built) else "cu130"
+    raise InputError(f"this torch ({torch.__version__}, CUDA {torch.version.cuda}) has no kernels for this GPU "
+                     f"({torch.cuda.get_device_name(device)}, compute capability {major}.{minor}): it was built for "
+                     f"{' '.join(arch)}. Install a build that has them: pip install torch --index-url "
+                     f"https://download.pytorch.org/whl/{index}")
+
+
 def autocast_choice(requested, device_type):
     """The dtype that matmuls run in under autocast (None: plain float32), and why, for the run to say. auto: bf16
     where the device has it natively, float16 (with a gradient scaler) on CUDA GPUs whose tensor cores do float16

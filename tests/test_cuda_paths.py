@@ -298,3 +298,22 @@ def test_the_first_training_step_compiles_nothing_after_the_micro_batch_probe(fa
     torch._dynamo.reset()
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *TINY, "--compile", "--batch_size", "2"])
     assert frames == {"after the probe": 1, "the first step": 0}
+
+
+ARCH = ["sm_75", "sm_80", "sm_86", "sm_90", "sm_100", "sm_120"]  # torch 2.9's CUDA 12.8 wheels: no sm_70
+
+
+@pytest.mark.parametrize("arch, capability, index", [
+    (ARCH, (7, 0), "cu126"),  # a V100: older than every kernel
+    (["sm_50", "sm_60", "sm_70", "sm_75", "sm_80", "sm_86", "sm_90"], (12, 0), "cu130"),  # an RTX 5090, an old wheel
+    (ARCH, (8, 9), None), (ARCH, (9, 0), None), (["sm_80", "compute_80"], (9, 0), None), ([], (7, 0), None)])
+def test_a_gpu_this_torch_has_no_kernels_for_is_refused_at_start(monkeypatch, arch, capability, index):
+    # sm_86 runs on an 8.9 (L4), PTX (compute_80) on anything newer; an empty list: torch cannot tell, no check.
+    fakes.fake_cuda(monkeypatch.setattr, 1, name="Tesla V100-SXM2-16GB", capability=capability)
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: arch)
+    if index is None:
+        assert plumbing.hardware.check_kernels("cuda:0") is None
+        return
+    with pytest.raises(plumbing.cli.InputError, match=rf"no kernels for this GPU \(Tesla V100-SXM2-16GB, compute "
+                                                      rf"capability {capability[0]}\.{capability[1]}\).*whl/{index}"):
+        plumbing.hardware.check_kernels("cuda:0")
