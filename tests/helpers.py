@@ -149,14 +149,14 @@ GPU_MEMORY = 80e9
 def training_memory(n_layer, n_embd, context, tokens, vocab_size=50304):
     """Bytes one training process needs, estimated, for `tokens` = B * T tokens per micro-step under bf16 autocast with
     flash attention:
-      18 per parameter: float32 weights, gradients and AdamW's two moments (4 + 4 + 8), and autocast's bf16 copy of
-        the weights (2). Under DDP the gradients are its all-reduce buckets: with gradient_as_bucket_view=True each
-        .grad is a view into them (PyTorch PR #41954 measured the saving as the size of the gradients); without it,
-        DDP would keep the buckets beside the gradients, 4 more;
+      22 per parameter: float32 weights, gradients and AdamW's two moments (4 + 4 + 8), autocast's bf16 copy of
+        the weights (2), and DDP's all-reduce buckets (4). gradient_as_bucket_view=True would make each .grad a view
+        into the buckets (PyTorch PR #41954), but not under no_sync() accumulation: the micro-steps' gradients are
+        fresh tensors, copied into the buckets only at the last micro-step, so both exist;
       40 * n_embd per token and layer, the activations kept for backward: Korthikanti et al. 2022 ("Reducing
         Activation Recomputation in Large Transformer Models", section 4.1) count 34 * n_embd in 16-bit, plus a
         5 * heads * T term for the attention matrix that flash attention never stores; the residual stream and the
         LayerNorms here are float32, hence 40;
       10 * vocab per token for the logits: bf16 logits, the float32 log-softmax the loss keeps, and its gradient."""
     n_params = n_layer * (12 * n_embd**2 + 13 * n_embd) + (vocab_size + context) * n_embd + 2 * n_embd
-    return 18 * n_params + tokens * (40 * n_layer * n_embd + 10 * vocab_size)
+    return 22 * n_params + tokens * (40 * n_layer * n_embd + 10 * vocab_size)
