@@ -118,10 +118,21 @@ def full_float32():
         torch.set_float32_matmul_precision(precision)
 
 
+# What running out of GPU memory can look like besides torch.cuda.OutOfMemoryError: Inductor's autotuning turns one
+# into "No valid triton configs ... OutOfMemoryError", and cuBLAS's handle, made at the first matmul, fails to allocate.
+OUT_OF_MEMORY = ("out of memory", "OutOfMemoryError", "CUBLAS_STATUS_ALLOC_FAILED")
+
+
+def out_of_memory(error):
+    """Whether `error` says the GPU ran out of memory, however torch's layers word it."""
+    return isinstance(error, torch.cuda.OutOfMemoryError) or any(words in str(error) for words in OUT_OF_MEMORY)
+
+
 def micro_batch_fits(model, B, T, device, amp_dtype, reserve_bytes):
-    """Whether one forward and backward of B rows of T tokens runs on the GPU with reserve_bytes more set aside (the
-    optimizer's state, made at the first step). Not a training step: random tokens from a generator of its own, no
-    gradient all-reduce, the gradients dropped, so the weights, the optimizer, the data and the RNG are as they were."""
+    """Whether one forward and backward of B rows of T tokens runs on the GPU with reserve_bytes more set aside (what
+    the first steps add: the optimizer's state, DDP's buckets, a margin). Not a training step: random tokens from a
+    generator of its own, no gradient all-reduce, the gradients dropped, so the weights, the optimizer, the data and
+    the RNG are as they were."""
     reserve = x = y = loss = None
     try:
         reserve = torch.empty(reserve_bytes, dtype=torch.uint8, device=device)
@@ -133,8 +144,10 @@ def micro_batch_fits(model, B, T, device, amp_dtype, reserve_bytes):
             loss = model(x, y)[1]
         loss.backward()
         return True
-    except torch.cuda.OutOfMemoryError:
-        return False
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
+        if out_of_memory(e):
+            return False
+        raise
     finally:
         del reserve, x, y, loss
         for p in model.parameters():
@@ -149,8 +162,12 @@ def micro_batch_that_fits(model, B, T, device, device_type, amp_dtype, ddp, give
     fit. Every process must call it."""
     if device_type != "cuda":
         return B
-    reserve_bytes = 8 * sum(p.numel() for p in model.parameters())  # AdamW's two moments, made at the first step
-    memory = f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GB"
+    total = torch.cuda.get_device_properties(device).total_memory
+    # Set aside what comes after the probe: AdamW's two moments (8 bytes a parameter), under DDP its buckets beside the
+    # gradients (4; gradient_as_bucket_view saves nothing under no_sync), and a margin for NCCL's buffers, the
+    # allocator's fragmentation and the evaluation's graph: 5% of the GPU, at least 1 GiB.
+    reserve_bytes = (8 + 4 * ddp) * sum(p.numel() for p in model.parameters()) + max(2**30, total // 20)
+    memory = f"{total / 2**30:.0f} GB"
     tried = B
     while True:
         fits = torch.tensor(int(micro_batch_fits(model, B, T, device, amp_dtype, reserve_bytes)))

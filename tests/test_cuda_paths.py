@@ -317,3 +317,23 @@ def test_a_gpu_this_torch_has_no_kernels_for_is_refused_at_start(monkeypatch, ar
     with pytest.raises(plumbing.cli.InputError, match=rf"no kernels for this GPU \(Tesla V100-SXM2-16GB, compute "
                                                       rf"capability {capability[0]}\.{capability[1]}\).*whl/{index}"):
         plumbing.hardware.check_kernels("cuda:0")
+
+
+@pytest.mark.parametrize("error, fits", [
+    (torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), False),
+    (RuntimeError("No valid triton configs. OutOfMemoryError: out of resource: triton_mm"), False),  # Inductor's
+    (RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"), False),
+    (RuntimeError("shape '[2, 32, 2, 16]' is invalid for input of size 100"), None)])  # a bug: raised, not halved
+def test_the_probe_takes_every_form_of_out_of_memory_for_does_not_fit(error, fits):
+    class Model(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.ones(1))
+
+        def forward(self, x, y):
+            raise error
+    if fits is None:
+        with pytest.raises(RuntimeError, match="is invalid"):
+            plumbing.hardware.micro_batch_fits(Model(), 2, 8, "cpu", None, 0)
+    else:
+        assert plumbing.hardware.micro_batch_fits(Model(), 2, 8, "cpu", None, 0) is fits
