@@ -274,7 +274,7 @@ def test_two_processes_agree_on_the_smaller_micro_batch_that_fits(shakespeare, t
 
 @pytest.mark.slow
 def test_the_first_training_step_compiles_nothing_after_the_micro_batch_probe(fake_cuda, shakespeare, tmp_path,
-                                                                                monkeypatch):
+                                                                              monkeypatch):
     # The probe (a forward and backward of the micro-batch before training) must run the graph the training steps
     # run. Fed views with a stride of T + 1, it made step 0 compile a second graph (dynamo guards on strides): a
     # minute or more of Inductor on a GPU inside the first step, and a false dt. Halving B compiles one graph per B.
