@@ -521,6 +521,7 @@ def setup_distributed(requested_device):
         hardware.check_kernels(device)  # a V100 with the CUDA 12.8+ wheels: stop now, saying which torch to install
     if ddp:  # NCCL moves CUDA tensors GPU to GPU; gloo moves CPU ones, such as the messages of plumbing's checks
         processes.import_what_holds_the_group()  # first: else the group outlives destroy_process_group()
+        processes.check_gloo_address()  # across machines, a host name that resolves to 127.0.1.1 would hang it
         dist.init_process_group("cpu:gloo,cuda:nccl" if device_type == "cuda" else "gloo",
                                 timeout=processes.COLLECTIVE_TIMEOUT)
         if device_type == "cuda":

@@ -34,6 +34,29 @@ def import_what_holds_the_group():
     importlib.import_module("torch._dynamo")
 
 
+def check_gloo_address():
+    """Stop before the process group is made where a run spans machines and gloo would advertise a loopback address.
+    gloo (it carries this run's CPU messages, and everything on CPU-only machines) binds to the address the host name
+    resolves to, and with the common "127.0.1.1 hostname" line in /etc/hosts that is loopback: the other machines
+    cannot connect, and the run hangs until the collective timeout. NCCL picks an interface itself; gloo is told with
+    GLOO_SOCKET_IFNAME. A run whose rendezvous is at a loopback address is on one host, whatever its nodes."""
+    world, local = int(os.environ.get("WORLD_SIZE", 1)), int(os.environ.get("LOCAL_WORLD_SIZE", 0) or 0)
+    if not local or world <= local or os.environ.get("GLOO_SOCKET_IFNAME"):
+        return
+    if os.environ.get("MASTER_ADDR", "") in ("127.0.0.1", "localhost", "::1"):
+        return
+    try:
+        address = socket.gethostbyname(socket.gethostname())
+    except OSError:
+        return
+    if address.startswith("127."):
+        raise InputError(f"{this_machine()}: this run spans machines, and this host's name resolves to {address}, a "
+                         "loopback address, which gloo would give the other machines to connect to. Set "
+                         "GLOO_SOCKET_IFNAME to the network interface the machines reach each other through, on every "
+                         "machine (for example GLOO_SOCKET_IFNAME=eth0 torchrun ...; `ip -brief address` lists them), "
+                         "or give the host name its network address in /etc/hosts")
+
+
 def this_machine():
     """This process's machine, for messages: torchrun's node rank and the host name."""
     return f"node {os.environ.get('GROUP_RANK', '0')} ({socket.gethostname()})"

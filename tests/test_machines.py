@@ -205,3 +205,27 @@ def test_a_log_that_rank_0_cannot_write_stops_every_process(two_machines):
     each_says_once(runs, "could not add to log/log.txt ([Errno 28] No space left on device): the run stops here",
                    "node 0")
     assert (two_machines[0] / "log" / "log.txt").read_text().count("\n") == 3
+
+
+@pytest.mark.parametrize("env, resolves_to, refused", [
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "node0"}, "127.0.1.1", True),  # Debian's /etc/hosts
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "node0", "GLOO_SOCKET_IFNAME": "eth0"}, "127.0.1.1",
+     False),
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "node0"}, "10.0.0.2", False),
+    ({"WORLD_SIZE": "4", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "127.0.0.1"}, "127.0.1.1", False),  # one host
+    ({"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "MASTER_ADDR": "node0"}, "127.0.1.1", False)])  # one machine
+def test_machines_whose_host_name_resolves_to_loopback_are_told_to_set_gloo_socket_ifname(monkeypatch, env,
+                                                                                          resolves_to, refused):
+    import socket
+
+    import plumbing.cli
+    import plumbing.processes
+    monkeypatch.delenv("GLOO_SOCKET_IFNAME", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setattr(socket, "gethostbyname", lambda name: resolves_to)
+    if refused:
+        with pytest.raises(plumbing.cli.InputError, match=r"resolves to 127\.0\.1\.1.*Set GLOO_SOCKET_IFNAME"):
+            plumbing.processes.check_gloo_address()
+    else:
+        plumbing.processes.check_gloo_address()
