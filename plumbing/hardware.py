@@ -43,11 +43,13 @@ def check_kernels(device):
     older wheel has none for the newest GPUs. Without this, the first operation fails with "no kernel image is
     available for execution on the device". A kernel built for sm_XY runs on X.Y and later minors of X; PTX
     (compute_XY) is compiled for any later GPU."""
-    arch = torch.cuda.get_arch_list()  # empty when torch cannot ask CUDA: nothing to compare with
+    arch = torch.cuda.get_arch_list()
+    if not arch:  # torch cannot ask CUDA (a CPU build): nothing to compare with
+        return
     major, minor = torch.cuda.get_device_capability(device)
     built = [(kind, int(name[:-1]), int(name[-1])) for kind, _, name in (a.partition("_") for a in arch)
              if name[:-1].isdigit() and name[-1].isdigit()]
-    if not arch or any((kind == "sm" and m == major and n <= minor) or (kind == "compute" and (m, n) <= (major, minor))
+    if any((kind == "sm" and m == major and n <= minor) or (kind == "compute" and (m, n) <= (major, minor))
                        for kind, m, n in built):
         return
     index = "cu126" if all((major, minor) < (m, n) for _, m, n in built) else "cu130"
