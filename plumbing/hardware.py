@@ -50,7 +50,7 @@ def check_kernels(device):
     built = [(kind, int(name[:-1]), int(name[-1])) for kind, _, name in (a.partition("_") for a in arch)
              if name[:-1].isdigit() and name[-1].isdigit()]
     if any((kind == "sm" and m == major and n <= minor) or (kind == "compute" and (m, n) <= (major, minor))
-                       for kind, m, n in built):
+           for kind, m, n in built):
         return
     index = "cu126" if all((major, minor) < (m, n) for _, m, n in built) else "cu130"
     raise InputError(f"this torch ({torch.__version__}, CUDA {torch.version.cuda}) has no kernels for this GPU "
