@@ -55,7 +55,7 @@ def record(args, device, amp_dtype, start_step):
     in, the micro-batch as fitted), the code's commit, the versions, the device, the processes and the dtype."""
     commit, changed = git_commit()
     return {"started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "start_step": start_step, "flags": {k: v for k, v in sorted(vars(args).items())},
+            "start_step": start_step, "flags": dict(sorted(vars(args).items())),
             "commit": commit, "uncommitted_changes": changed, "torch": torch.__version__,
             "cuda": torch.version.cuda, "device": device_name(device), "processes": args.world_size,
             "dtype": "float32" if amp_dtype is None else str(amp_dtype).removeprefix("torch.")}
