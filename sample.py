@@ -12,8 +12,6 @@ import argparse
 import sys
 import time
 
-import tiktoken
-
 from plumbing.cli import command_line, device_name, named_by, real_number, whole_number
 from plumbing.hardware import pick_device, synchronize
 from train_gpt2 import GPT, sample
@@ -44,9 +42,8 @@ def main(argv=None):
     device, device_type = pick_device(args.device)
     with named_by("--init_from"):
         model = GPT.load(args.init_from).to(device).eval()
-    enc = tiktoken.get_encoding("gpt2")
     t0 = time.perf_counter()
-    texts = sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,
+    texts = sample(model, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,
                    top_k=args.top_k, temperature=args.temperature, use_cache=args.cache)
     synchronize(device_type)
     dt = time.perf_counter() - t0

@@ -475,10 +475,11 @@ def hellaswag_accuracy(model, device, amp_dtype, rank, world_size, data_dir, lim
     return correct_norm / total
 
 
-def sample(model, enc, prompt, num_samples, max_new_tokens, device, seed, top_k=50, temperature=1.0, use_cache=True,
+def sample(model, prompt, num_samples, max_new_tokens, device, seed, top_k=50, temperature=1.0, use_cache=True,
            amp_dtype=None):
     """num_samples continuations of prompt, as strings, reproducible for a given seed (under amp_dtype autocast, if
     given). An empty prompt starts from <|endoftext|>, the token that opens every document the model was trained on."""
+    enc = tiktoken.get_encoding("gpt2")  # GPT-2's tokenizer (cached: read once a process)
     tokens = torch.tensor(enc.encode_ordinary(prompt) or [enc.eot_token], dtype=torch.long, device=device)
     idx = tokens.unsqueeze(0).repeat(num_samples, 1)  # (num_samples, T)
     generator = torch.Generator(device=device).manual_seed(seed)
@@ -716,9 +717,8 @@ def main(argv=None):
     # backward and the gradients back down, and skips a step that overflowed. bf16 needs none: disabled, it is a no-op.
     scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype is torch.float16)
     model, resume = load_run(args, world_size, ddp, device)
-    enc = tiktoken.get_encoding("gpt2")
     if args.max_steps == 0:  # nothing to train: sample (the lecture's demo, with --init_from gpt2)
-        for text in sample(model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
+        for text in sample(model, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
             print0(">", text)
         return
     raw_model = model  # the plain module, for what must not go through the compiled graph
@@ -762,7 +762,7 @@ def main(argv=None):
                                           args.hellaswag_limit, args.hellaswag_batch_size)
             log.report(step, "hella", "HellaSwag acc_norm", acc_norm)
         if fresh and master_process and (step > 0 and step % args.sample_interval == 0 or last_step):
-            for text in sample(raw_model, enc, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,
+            for text in sample(raw_model, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,
                                amp_dtype=amp_dtype):  # the uncompiled model: the length changes at every token
                 print0(f"step {step:5d} | sample: {text!r}")
         if stopping and not last_step:  # asked to stop: after the step before this one, and its checkpoint above

@@ -113,7 +113,7 @@ def test_the_training_runs_samples_use_generates_defaults():
     logits = torch.full((enc.n_vocab,), -30.0)  # 100 likely tokens, from 0 down to -4, among unlikely ones
     logits[torch.randperm(enc.n_vocab, generator=torch.Generator().manual_seed(0))[:100]] = -torch.linspace(0, 4, 100)
     model = with_logits(model, logits)
-    texts = sample(model, enc, "Hello", num_samples=16, max_new_tokens=8, device="cpu", seed=3)
+    texts = sample(model, "Hello", num_samples=16, max_new_tokens=8, device="cpu", seed=3)
     prompt = torch.tensor([enc.encode_ordinary("Hello")] * 16)
     out = model.generate(prompt, 8, top_k=50, temperature=1.0, generator=torch.Generator().manual_seed(3))
     assert texts == [enc.decode(row.tolist()) for row in out]
