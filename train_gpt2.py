@@ -396,12 +396,15 @@ def grad_accum_steps_for(total_batch_size, B, T, world_size):
     return total_batch_size // (B * T * world_size)
 
 
-def train_step(model, optimizer, scaler, loader, grad_accum_steps, lr, world_size, device, device_type, amp_dtype):
+def train_step(model, optimizer, scaler, loader, grad_accum_steps, lr, world_size, device, device_type, amp_dtype,
+               stop=None):
     """One optimizer step, as the lecture writes it, on grad_accum_steps micro-batches per process: the gradient of the
     mean loss, clipped to a norm of 1.0, and AdamW's update at learning rate lr. A big batch (0.5M tokens for GPT-2)
     runs as several small ones that fit in memory. Returns the mean loss over every process's micro-batches and the
-    gradient's norm before clipping, read once the device is done."""
+    gradient's norm before clipping, read once the device is done. A stop asked for before the last micro-step (see
+    processes.StopRequests) drops the step: (None, None), and the loader back where the step began."""
     optimizer.zero_grad()
+    start = loader.state_dict()
     loss_accum = torch.zeros((), device=device)
     for micro_step in range(grad_accum_steps):
         x, y = loader.next_batch()
@@ -419,6 +422,9 @@ def train_step(model, optimizer, scaler, loader, grad_accum_steps, lr, world_siz
             loss = loss / grad_accum_steps
             loss_accum += loss.detach()
             scaler.scale(loss).backward()  # float16: the loss scaled up first, so that small gradients stay above 0
+        if not last and stop is not None and stop.check():  # a stop fits a scheduler's grace: no more micro-steps
+            loader.load_state_dict(start)
+            return None, None
     if world_size > 1:  # the mean of the processes' losses, each over its share of the batch (gloo has no AVG)
         dist.all_reduce(loss_accum, op=dist.ReduceOp.SUM)
         loss_accum /= world_size
@@ -441,14 +447,16 @@ def train_step(model, optimizer, scaler, loader, grad_accum_steps, lr, world_siz
 
 
 @torch.no_grad()
-def val_loss(model, loader, steps, device, device_type, amp_dtype, rank=0, world_size=1):
+def val_loss(model, loader, steps, device, device_type, amp_dtype, rank=0, world_size=1, stop=None):
     """Mean loss over the first `steps` batches of the val split: always the same batches (the loader is reset), and
     the same ones whatever the number of processes, which share them out (batch i to process i % world_size) and
     add up their sums, so runs on different numbers of GPUs can be compared. `loader` reads the split as a single
-    process would (rank 0 of 1)."""
+    process would (rank 0 of 1). If a stop is asked for (`stop`: processes.StopRequests), None, at the next batch."""
     loader.reset()
     total = torch.zeros(2, device=device)  # (sum of losses, number of batches)
     for i in range(steps):
+        if stop is not None and stop.check():  # every process checks at every batch, its own or not
+            return None
         x, y = loader.next_batch()
         if i % world_size != rank:
             continue
@@ -498,6 +506,14 @@ def save_checkpoint(path, model, step, val_loss, args, optimizer=None, train_loa
         checkpoint.update(checkpoints.run_state(optimizer, train_loader, scaler))
     checkpoints.write(path, lambda f: torch.save(checkpoint, f))  # to a temporary name, synced, then renamed
     print0(f"step {step:5d} | saved {path}")
+
+
+def checkpoint_run(step, loss_val, args, model, optimizer, train_loader, scaler, ddp, master_process):
+    """save_checkpoint by rank 0 while the others wait; if it cannot, every process stops. Returns the file's path."""
+    path = checkpoints.checkpoint_path(args.log_dir, step)
+    processes.run_or_stop_all(ddp, save_checkpoint, path, model, step, loss_val, args, optimizer, train_loader, scaler,
+                              where=master_process)
+    return path
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -554,10 +570,8 @@ def parse_args(argv=None):
                              "defaults below (see them with --model NAME --help)")
     parser.add_argument("--n_layer", type=positive, default=12, help="transformer blocks (default: %(default)s)")
     parser.add_argument("--n_head", type=positive, default=12, help="attention heads per block (default: %(default)s)")
-    parser.add_argument("--n_embd", type=positive, default=768,
-                        help="width of the residual stream (default: %(default)s)")
-    parser.add_argument("--block_size", type=positive, default=1024,
-                        help="longest context the model can see (default: %(default)s)")
+    parser.add_argument("--n_embd", type=positive, default=768, help="residual stream width (default: %(default)s)")
+    parser.add_argument("--block_size", type=positive, default=1024, help="context length (default: %(default)s)")
     parser.add_argument("--vocab_size", type=cli.whole_number(GPT2_VOCAB_SIZE), default=50304,
                         help="vocabulary size (scratch only): GPT-2's 50257 padded to a multiple of 128, which GPU "
                              "matmul kernels handle faster (default: %(default)s)")
@@ -738,25 +752,25 @@ def main(argv=None):
            f"on each of {world_size} process(es)")
     train_loader = DataLoaderLite(B, T, rank=rank, world_size=world_size, split="train", data=args.data,
                                   shuffle=args.shuffle, seed=args.seed, vocab_size=raw_model.config.vocab_size)
-    # Every process reads the val split whole, as one process would; val_loss shares the batches out.
-    val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=raw_model.config.vocab_size)
+    val_loader = DataLoaderLite(B, T, split="val", data=args.data, vocab_size=raw_model.config.vocab_size)  # all of it
     optimizer = raw_model.configure_optimizers(args.weight_decay, args.max_lr, device_type)
     start_step = checkpoints.restore_run(resume, optimizer, train_loader, scaler) if resume else 0
     log = runlog.Log(args, device, amp_dtype, start_step if resume else None, write=master_process, ddp=ddp)
     speed = hardware.Speed(raw_model.flops_per_token(T), args.total_batch_size, device_type, amp_dtype, world_size)
-    stop, stopping = processes.StopRequests(), None  # Ctrl-C, SIGTERM: stopping is the signal, once all processes know
+    stop, path = processes.StopRequests(ddp), None  # Ctrl-C, SIGTERM, SIGHUP: stop.agreed, once all processes know
     # One pass more than there are updates: the last one (step == max_steps) only evaluates the final model.
     for step in range(start_step, args.max_steps + 1):
         last_step = step == args.max_steps
-        fresh = resume is None or step > start_step  # else the run that saved the checkpoint evaluated this step
-        checkpoint_due = fresh and step > 0 and (step % args.checkpoint_interval == 0 or last_step or stopping)
-        if fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due:
-            loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size)
-            log.report(step, "val", "val loss", loss_val)  # a NaN or inf stops the run
-        if checkpoint_due:  # written by rank 0; if it cannot be, every process stops with the message
-            path = checkpoints.checkpoint_path(args.log_dir, step)
-            processes.run_or_stop_all(ddp, save_checkpoint, path, raw_model, step, loss_val, args, optimizer,
-                                      train_loader, scaler, where=master_process)
+        fresh = step > start_step or resume is None or resume["val_loss"] is None  # else the saving run evaluated it
+        checkpoint_due = fresh and step > 0 and (step % args.checkpoint_interval == 0 or last_step)
+        evaluate = not stop.agreed and (fresh and (step % args.eval_interval == 0 or last_step) or checkpoint_due)
+        loss_val = val_loss(eval_model, val_loader, val_steps, device, device_type, amp_dtype, rank, world_size,
+                            stop) if evaluate else None  # None also if a stop came during it: --resume evaluates it
+        log.report(step, "val", "val loss", loss_val)  # a NaN or inf stops the run
+        if checkpoint_due or stop.agreed and step > 0:
+            path = checkpoint_run(step, loss_val, args, raw_model, optimizer, train_loader, scaler, ddp, master_process)
+        if stop.agreed:  # asked to stop after the step before this one: with the checkpoint above, and nothing more
+            raise processes.StoppedBySignal(stop.agreed, step - 1, path)
         if fresh and args.hellaswag and (step % args.eval_interval == 0 or last_step):
             acc_norm = hellaswag_accuracy(raw_model, device, amp_dtype, rank, world_size, args.hellaswag_dir,
                                           args.hellaswag_limit, args.hellaswag_batch_size)
@@ -765,15 +779,16 @@ def main(argv=None):
             for text in sample(raw_model, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed,
                                amp_dtype=amp_dtype):  # the uncompiled model: the length changes at every token
                 print0(f"step {step:5d} | sample: {text!r}")
-        if stopping and not last_step:  # asked to stop: after the step before this one, and its checkpoint above
-            raise processes.StoppedBySignal(stopping, step - 1, path)  # says how to go on
         if last_step:
             break
         t0 = time.perf_counter()
         lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
         loss, norm = train_step(model, optimizer, scaler, train_loader, grad_accum_steps, lr, world_size, device,
-                                device_type, amp_dtype)  # as floats, once the device is done
-        stopping = processes.stop_after_this_step(stop.signum, log.error, ddp)  # a signal, or a log not written
+                                device_type, amp_dtype, stop)  # as floats, once the device is done
+        if loss is None:  # a stop came during the step: dropped, to be done again on --resume
+            raise processes.StoppedBySignal(stop.agreed, step - 1, path if checkpoint_due else checkpoint_run(
+                step, loss_val, args, raw_model, optimizer, train_loader, scaler, ddp, master_process))
+        stop.check(log.error)  # a signal (the next pass stops), or a log not written (every process stops now)
         scale = scaler.get_scale() if scaler.is_enabled() else None  # float16's loss scale after this step
         if nonfinite.skipped_step(step, loss, norm, scale, args.skip_nonfinite, args.log_dir, log):  # or stops the run
             continue

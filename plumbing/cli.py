@@ -40,9 +40,14 @@ class Stopped(Exception):
 
 
 def print0(*args, **kwargs):
-    """print, from the master process only (rank 0, or a run without torchrun)."""
+    """print, from the master process only (rank 0, or a run without torchrun). What cannot be written is dropped:
+    where the terminal hung up (its SIGHUP stops the run, plumbing.processes.StopRequests), the run must get as far as
+    its checkpoint, and log.txt keeps the record."""
     if int(os.environ.get("RANK", "0")) == 0:
-        print(*args, **kwargs, flush=True)
+        try:
+            print(*args, **kwargs, flush=True)
+        except OSError:
+            pass
 
 
 _undo_at_exit = []  # what command_line undoes however main() ends: signal handlers set, folders locked

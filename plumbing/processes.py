@@ -1,7 +1,7 @@
 """
 The processes of a torchrun run. A process that stops on an error must stop the others too: else they wait for it in
 their next collective until NCCL's watchdog kills them, with tracebacks instead of the message. Also: stop requests
-(Ctrl-C, SIGTERM) that every process acts on after the same step, and each process's own GPU.
+(Ctrl-C, SIGTERM, SIGHUP) that every process acts on at the same point, and each process's own GPU.
 """
 import datetime
 import importlib
@@ -12,7 +12,7 @@ import socket
 import torch
 import torch.distributed as dist
 
-from plumbing.cli import InputError, RunError, Stopped, _undo_at_exit
+from plumbing.cli import InputError, RunError, Stopped, _undo_at_exit, print0
 
 # How long a collective waits for the slowest process before the run fails (torch's defaults: 10 minutes for NCCL, 30
 # for gloo). The longest wait is for rank 0's checkpoint: gpt2-xl's, with AdamW's state, is 19 GB, 16 minutes to write
@@ -78,43 +78,60 @@ def stop_if_any_failed(error, ddp):
 
 
 class StoppedBySignal(Stopped):
-    """The run stopped by the signal `signum` after `step`, whose checkpoint is `path`; says how to go on."""
+    """The run stopped by the signal `signum` after `step`, whose checkpoint is `path` (None: stopped before its first
+    step); says how to go on."""
 
     def __init__(self, signum, step, path):
-        super().__init__(signum, f"stopped by {signal.Signals(signum).name} after step {step}; checkpoint {path}: "
-                                 "continue with --resume auto")
+        kept = f"after step {step}; checkpoint {path}: continue with --resume auto" if path else \
+            "before its first step: nothing to keep"
+        super().__init__(signum, f"stopped by {signal.Signals(signum).name} {kept}")
 
 
 class StopRequests:
-    """From now until main() ends, a first Ctrl-C (SIGINT) or SIGTERM (a scheduler's, or a spot instance's being
-    reclaimed; torchrun passes the signal to every worker) is kept in `signum` for the training loop, which finishes
-    the step it is in, writes a checkpoint and stops; a second one stops at once, as without this."""
+    """From now until main() ends, a first Ctrl-C (SIGINT), SIGTERM (a scheduler's, or a spot instance's being
+    reclaimed) or SIGHUP (the run's terminal or ssh session went away; print0 drops what it can no longer write) asks
+    the run to stop. It is kept in `signum`, and the training loop asks every process together (`check`) after each
+    micro-step and each val batch: once any process was asked, all stop there. The step they were in is dropped (it is
+    done again on --resume), the checkpoint is written without a val eval, and the run exits. torchrun passes each of
+    these signals to every worker and kills them 30 s later (its --shutdown-timeout): the stop must fit in that. Only a
+    second Ctrl-C stops at once, without a checkpoint; a second SIGTERM or SIGHUP (under SLURM a worker can get the
+    job step's SIGTERM and torchrun's) changes nothing."""
 
-    def __init__(self):
-        self.signum = None
-        self.previous = {s: signal.signal(s, self.handle) for s in (signal.SIGINT, signal.SIGTERM)}
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+    def __init__(self, ddp=False):
+        self.signum = self.agreed = None  # agreed: the signal every process acts on, once a check found one
+        self.ddp = ddp
+        self.previous = {s: signal.signal(s, self.handle) for s in self.SIGNALS}
         _undo_at_exit.append(self.restore)
 
     def handle(self, signum, frame):
         if self.signum is None:
             self.signum = signum
-            if os.environ.get("RANK", "0") == "0":
-                print(f"{signal.Signals(signum).name}: stopping after this step, with a checkpoint (again to stop at "
-                      "once)", flush=True)
-            return
-        self.restore()
-        signal.raise_signal(signum)  # with the handler of before: KeyboardInterrupt, or the end of the process
+            again = " (Ctrl-C again to stop at once)" if signum == signal.SIGINT else ""
+            print0(f"{signal.Signals(signum).name}: stopping after this micro-step, with a checkpoint{again}")
+        elif signum == signal.SIGINT:
+            self.restore()
+            signal.raise_signal(signum)  # with the handler of before: KeyboardInterrupt
+
+    def check(self, error=None):
+        """On every process together (under torchrun, a collective: all must call it at the same point): the signal
+        that stops the run, or None. `error`: a RunError of this process (a line of log.txt that rank 0 could not
+        write), with which every process stops if any has one. Once a check found a signal, it is `agreed`, and the
+        next checks return it without asking the others (they found it at the same check)."""
+        if self.agreed is None:
+            self.agreed = asked_to_stop(self.signum, error, self.ddp)
+        return self.agreed
 
     def restore(self):
         for signum, handler in self.previous.items():
             signal.signal(signum, handler)
 
 
-def stop_after_this_step(signum, error, ddp):
-    """After a step, on every process together: if any process has a RunError (`error`: a line of log.txt that rank 0
-    could not write), every process stops with it; else the signal that asks the run to stop (this process's, or the
-    first of any process's), or None. Under torchrun one small all-reduce on the CPU (gloo) asks everyone, so that
-    all stop after the same step."""
+def asked_to_stop(signum, error, ddp):
+    """On every process together: if any process has a RunError (`error`), every process stops with it; else the
+    signal that asks the run to stop (this process's, or the first of any process's), or None. Under torchrun one
+    small all-reduce on the CPU (gloo) asks everyone, so that all stop at the same point."""
     failed, asked = error is not None, signum is not None
     if ddp:
         flags = torch.tensor([failed, asked], dtype=torch.int32)

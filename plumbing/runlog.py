@@ -129,7 +129,10 @@ class Log:
 
     def report(self, step, kind, label, value):
         """Print an evaluation's result and log it. A value that is not finite (the weights themselves went bad: never
-        checkpoint them), or a log that could not be written, stops every process (all see the same value)."""
+        checkpoint them), or a log that could not be written, stops every process (all see the same value). None: not
+        evaluated (a stop came during it), nothing to say."""
+        if value is None:
+            return
         if not math.isfinite(value):
             raise NotFinite(step, f"{label} {value}", os.path.dirname(self.path))
         print0(f"step {step:5d} | {label} {value:.4f}")

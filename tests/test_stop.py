@@ -1,13 +1,16 @@
-"""Stop and go on, with real processes: Ctrl-C (SIGINT) or SIGTERM in the middle of training finishes the step, writes
-its checkpoint, says how to go on and exits with the signal's status, and --resume auto continues as if the run had
-never stopped; one run at a time in a --log_dir (or fineweb.py --out_dir); a fresh run keeps an earlier run's files;
+"""Stop and go on, with real processes: Ctrl-C (SIGINT), SIGTERM or SIGHUP in the middle of training stops at the next
+micro-step (the step in progress dropped), writes the checkpoint, says how to go on and exits with the signal's status,
+also where the terminal hung up, and --resume auto continues as if the run had never stopped; one run at a time in a --log_dir (or fineweb.py --out_dir); a fresh run keeps an earlier run's files;
 fineweb.py stopped by Ctrl-C and run again writes the same shards."""
 import os
+import pty
 import re
+import select
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -19,15 +22,16 @@ pytestmark = [pytest.mark.multiprocess, pytest.mark.slow,
 
 TRAIN = os.path.join(ROOT, "train_gpt2.py")
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-LAUNCHERS = {"one process": ([sys.executable], 64), "torchrun, 2 processes": (TORCHRUN, 128)}
+# 4 micro-steps a step (of 2 x 32 tokens on each process): a signal mostly lands in the middle of one.
+LAUNCHERS = {"one process": ([sys.executable], 256), "torchrun, 2 processes": (TORCHRUN, 512)}
 
 
 class Run:
-    """A command started in the background in a session of its own, printing into a file."""
+    """A command started in the background in a session of its own, printing into a file (or into `output`)."""
 
-    def __init__(self, command, cwd):
+    def __init__(self, command, cwd, output=None):
         self.output = tempfile.TemporaryFile("w+")
-        self.process = subprocess.Popen(command, cwd=cwd, stdout=self.output, stderr=subprocess.STDOUT,
+        self.process = subprocess.Popen(command, cwd=cwd, stdout=output or self.output, stderr=subprocess.STDOUT,
                                         start_new_session=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
 
     def wait_until(self, ready, timeout=120):
@@ -52,11 +56,11 @@ class Run:
         return self.output.read()
 
 
-def train(launcher, log_dir, *flags, data, total):
+def train(launcher, log_dir, *flags, data, total, output=None):
     command, _ = LAUNCHERS[launcher]
     return Run([*command, TRAIN, "--data", data, "--log_dir", str(log_dir),
                 *tiny_flags(total_batch_size=total, max_steps=30, eval_interval=10, checkpoint_interval=1000,
-                            sample_interval=1000), *flags], cwd=ROOT)
+                            sample_interval=1000), *flags], cwd=ROOT, output=output)
 
 
 def lines(log_dir, kind):
@@ -80,12 +84,14 @@ def uninterrupted(shakespeare, tmp_path_factory):
     return logs
 
 
-@pytest.mark.parametrize("launcher", list(LAUNCHERS))
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_a_signal_stops_the_run_after_its_step_with_a_checkpoint_and_resume_goes_on_as_if_never_stopped(
+@pytest.mark.parametrize("launcher, signum", [(launcher, signum) for launcher in LAUNCHERS
+                                              for signum in (signal.SIGINT, signal.SIGTERM)] +
+                         [("torchrun, 2 processes", signal.SIGHUP)])
+def test_a_signal_stops_the_run_at_its_step_with_a_checkpoint_and_resume_goes_on_as_if_never_stopped(
         launcher, signum, uninterrupted, shakespeare, tmp_path):
-    # Under torchrun the signal goes to torchrun, which passes it to every worker, as Ctrl-C in its terminal or a
-    # scheduler's SIGTERM would; every process must stop after the same step.
+    # Under torchrun the signal goes to torchrun, which passes it to every worker, as Ctrl-C in its terminal, a
+    # scheduler's SIGTERM or a dropped ssh session's SIGHUP would; every process must stop at the same point. The step
+    # the signal lands in is dropped (done again on resume), or if it lands after the step's last micro-step, kept.
     _, total = LAUNCHERS[launcher]
     run = train(launcher, tmp_path, data=shakespeare, total=total)
     run.wait_until(lambda: trained_steps(tmp_path) >= 6)
@@ -96,7 +102,7 @@ def test_a_signal_stops_the_run_after_its_step_with_a_checkpoint_and_resume_goes
     assert len(stops) == 1, out[-3000:]  # said once, by rank 0
     step, checkpoint = int(stops[0][0]), stops[0][1]
     assert checkpoint == str(tmp_path / f"model_{step + 1:05d}.pt") and os.path.exists(checkpoint)
-    assert trained_steps(tmp_path) == step + 1 < 30  # the step it was in was finished, and no other begun
+    assert trained_steps(tmp_path) == step + 1 < 30  # no step after it was begun
     # One process exits with the signal's conventional status; torchrun reports its workers' failure its own way.
     assert rc == 128 + signum if launcher == "one process" else rc != 0
     assert "]: Traceback" not in out and ".in_use" not in os.listdir(tmp_path)
@@ -104,7 +110,35 @@ def test_a_signal_stops_the_run_after_its_step_with_a_checkpoint_and_resume_goes
     rc, out = train(launcher, tmp_path, "--resume", "auto", data=shakespeare, total=total).finish()
     assert rc == 0, out[-3000:]
     assert lines(tmp_path, "train") == lines(uninterrupted[launcher], "train")  # every step's loss, to the 6th digit
-    assert set(lines(uninterrupted[launcher], "val")) <= set(lines(tmp_path, "val"))  # (and the stop's own)
+    assert lines(tmp_path, "val") == lines(uninterrupted[launcher], "val")  # the stop evaluated nothing of its own
+
+
+def test_a_hang_up_stops_the_run_with_a_checkpoint_though_its_terminal_is_gone(uninterrupted, shakespeare, tmp_path):
+    # ssh drops: the terminal hangs up and the run gets SIGHUP. Its output went to that terminal, where every write now
+    # fails (EIO): a print there would end the run before its checkpoint.
+    main_end, terminal = pty.openpty()
+    run = train("one process", tmp_path, data=shakespeare, total=256, output=terminal)
+    os.close(terminal)
+    hung_up = threading.Event()
+
+    def terminal_reads():  # what a terminal does: take what the run prints (it would block once the pty is full)
+        while not hung_up.is_set():
+            if select.select([main_end], [], [], 0.05)[0]:
+                os.read(main_end, 4096)
+    reader = threading.Thread(target=terminal_reads)
+    reader.start()
+    run.wait_until(lambda: trained_steps(tmp_path) >= 6)
+    hung_up.set()
+    reader.join()
+    os.close(main_end)  # the hang-up: from now on, writing to the terminal fails (EIO)
+    run.process.send_signal(signal.SIGHUP)
+    rc, _ = run.finish()
+    assert rc == 128 + signal.SIGHUP
+    step = trained_steps(tmp_path)
+    assert os.path.exists(tmp_path / f"model_{step:05d}.pt")
+    rc, out = train("one process", tmp_path, "--resume", "auto", data=shakespeare, total=256).finish()
+    assert rc == 0, out[-3000:]
+    assert lines(tmp_path, "train") == lines(uninterrupted["one process"], "train")
 
 
 def test_a_second_run_in_the_same_folder_is_refused_while_the_first_runs(shakespeare, tmp_path):
