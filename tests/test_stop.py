@@ -1,7 +1,8 @@
 """Stop and go on, with real processes: Ctrl-C (SIGINT), SIGTERM or SIGHUP in the middle of training stops at the next
 micro-step (the step in progress dropped), writes the checkpoint, says how to go on and exits with the signal's status,
-also where the terminal hung up, and --resume auto continues as if the run had never stopped; one run at a time in a --log_dir (or fineweb.py --out_dir); a fresh run keeps an earlier run's files;
-fineweb.py stopped by Ctrl-C and run again writes the same shards."""
+also where the terminal hung up, and --resume auto continues as if the run had never stopped; one run at a time in
+a --log_dir (or fineweb.py --out_dir); a fresh run keeps an earlier run's files; fineweb.py stopped by Ctrl-C and run
+again writes the same shards."""
 import os
 import pty
 import re
