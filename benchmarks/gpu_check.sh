@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The GPU check, for the day a GPU is lent: tests/test_gpu.py (the real CUDA paths, about 3 minutes), then
-# benchmarks/gpu_speed.py --quick (each "make it fast" step's tok/s and MFU, one run of 8 steps per row), at most
-# 8 minutes in all. Both outputs go to one file; it exits non-zero if either part fails or runs out of time.
+# The GPU check, for the day a GPU is lent: tests/test_gpu.py (the real CUDA paths, about 4 minutes: among them one
+# compile for the probe and step 0, the val batches of a halved-then-resumed run, MFU in float32), then
+# benchmarks/gpu_speed.py --quick (each "make it fast" step's tok/s and MFU, one run of 8 steps per row), then
+# benchmarks/stop_time.py (how long a SIGTERM takes to stop gpt2 under torchrun), at most 11 minutes in all. The
+# outputs go to one file; it exits non-zero if any part fails or runs out of time.
 #
 # Run it from a checkout with tiny Shakespeare as input.txt and the GPT-2 tokenizer files in $TIKTOKEN_CACHE_DIR
 # (or in tiktoken_cache/ beside input.txt): such a machine may have no network. It uses the machine's own torch and
@@ -24,10 +26,14 @@ if ! "$python" -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; 
     exit 1
 fi
 echo "== tests/test_gpu.py"
-timeout 240 "$python" -m pytest -q -s -p no:cacheprovider tests/test_gpu.py
+timeout 300 "$python" -m pytest -q -s -p no:cacheprovider tests/test_gpu.py
 tests=$?
 echo "== benchmarks/gpu_speed.py --quick"
 timeout 240 "$python" benchmarks/gpu_speed.py --quick
 speed=$?
-echo "== tests/test_gpu.py: exit status $tests; benchmarks/gpu_speed.py: exit status $speed (124: out of time)"
-[ "$tests" -eq 0 ] && [ "$speed" -eq 0 ]
+echo "== benchmarks/stop_time.py: gpt2 (124M) under torchrun, SIGTERM halfway through step 4"
+timeout 180 "$python" benchmarks/stop_time.py --torchrun 1 -- --data input.txt --no-hellaswag --seq_len 256 \
+    --max_steps 50 --warmup_steps 5 --eval_interval 1000 --sample_interval 1000
+stop=$?
+echo "== tests/test_gpu.py: exit status $tests; benchmarks/gpu_speed.py: $speed; stop_time.py: $stop (124: out of time)"
+[ "$tests" -eq 0 ] && [ "$speed" -eq 0 ] && [ "$stop" -eq 0 ]

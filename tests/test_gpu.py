@@ -1,8 +1,9 @@
 """The CUDA paths on a real GPU, where no fake stands in: compiled bf16 training of the 124M model with flash attention
 and fused AdamW, a one-process NCCL run under torchrun with save and resume, float16 with its gradient scaler,
-KV-cache sampling, packed HellaSwag, and the presets' memory against training_memory's estimate. Skipped
-where torch sees no GPU (CI never has one); benchmarks/gpu_check.sh runs it on a lent GPU, about 3 minutes on an
-H100-class one.
+KV-cache sampling, packed HellaSwag, the presets' memory against training_memory's estimate, and what issue 28's fakes
+stood in for: one compile for the probe and step 0, the val batches of a halved-then-resumed run, MFU in float32.
+Skipped where torch sees no GPU (CI never has one); benchmarks/gpu_check.sh runs it on a lent GPU, about 4 minutes on
+an H100-class one (estimated: not yet run on one).
 
 TEST_GPU_ON_CPU=1 runs it on the CPU instead, with small shapes and without the checks only a GPU can make: a check
 of this file itself before a GPU is lent, not a test of anything CUDA does.
@@ -192,3 +193,83 @@ def test_each_presets_training_step_fits_in_the_memory_estimate(one_process_torc
     finally:
         dist.destroy_process_group()
     assert not low, f"the estimate is below the measurement for {low}"
+
+
+# What the third reading of the GPU paths (issue 28) could only check with fakes on the CPU, on the real GPU: one
+# compile for the probe and the steps together, the val batches of a halved-then-resumed run, MFU in float32.
+
+@pytest.mark.skipif(not ON_GPU, reason="the micro-batch probe runs on CUDA only")
+def test_the_probe_compiles_the_graph_that_step_0_then_runs_with_inductor(shakespeare, tmp_path, monkeypatch):
+    from torch._dynamo.testing import CompileCounterWithBackend
+
+    import train_gpt2
+    counter, frames, compile_ = CompileCounterWithBackend("inductor"), {}, torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: compile_(model, **{**kwargs, "backend": counter}))
+    step, probe = train_gpt2.train_step, plumbing.hardware.micro_batch_that_fits
+
+    def micro_batch_that_fits(*args, **kwargs):
+        B = probe(*args, **kwargs)
+        frames["after the probe"] = counter.frame_count
+        return B
+
+    def train_step(*args, **kwargs):
+        before = counter.frame_count
+        result = step(*args, **kwargs)
+        frames.setdefault("the first step", counter.frame_count - before)
+        return result
+    monkeypatch.setattr(plumbing.hardware, "micro_batch_that_fits", micro_batch_that_fits)
+    monkeypatch.setattr(train_gpt2, "train_step", train_step)
+    torch._dynamo.reset()
+    flags = tiny_flags(device="cuda", **{**SMALL, "batch_size": None, "total_batch_size": 64 * 256}, max_steps=2,
+                       compile=True, dtype=None)
+    train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *flags])
+    assert frames == {"after the probe": 1, "the first step": 0}
+
+
+@pytest.mark.skipif(not ON_GPU, reason="halving happens on CUDA only")
+def test_a_run_halved_by_a_full_gpu_then_resumed_measures_the_same_val_batches(shakespeare, tmp_path, capsys):
+    # The GPU made small (set_per_process_memory_fraction) so that 64 rows do not fit and 16 do: the run halves its
+    # micro-batch, and its resume (at step 2) logs step 4's val loss as the straight run did, on the same 4 x 16 rows.
+    import train_gpt2
+    flags = tiny_flags(device="cuda", **{**SMALL, "batch_size": None, "total_batch_size": 64 * 256}, max_steps=4,
+                       eval_interval=2, checkpoint_interval=2, dtype=None)
+    torch.manual_seed(0)
+    model = GPT(GPTConfig(**{**SHAPE, "n_layer": 2, "n_head": 4, "n_embd": 128})).to("cuda")
+    torch.cuda.reset_peak_memory_stats()
+    base = torch.cuda.memory_allocated()
+    with torch.autocast("cuda", torch.bfloat16):
+        model(*(torch.randint(0, 50257, (8, 256), device="cuda") for _ in range(2)))[1].backward()
+    rows_of_8 = torch.cuda.max_memory_allocated() - base
+    del model
+    torch.cuda.empty_cache()
+    total = torch.cuda.get_device_properties(0).total_memory
+    room = 3 * rows_of_8 + 12 * 50e6 + max(2**30, total // 20)  # 24 rows' work, AdamW, the probe's reserve
+    torch.cuda.set_per_process_memory_fraction(min(1.0, room / total))
+    try:
+        train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "straight"), *flags])
+        halved = capsys.readouterr().out
+        train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path / "resumed"), *flags, "--resume",
+                         str(tmp_path / "straight" / "model_00002.pt")])
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert "micro-batch 16 rows (64 did not fit" in halved, halved[-2000:]
+    val = [line for line in open(tmp_path / "straight" / "log.txt") if line.startswith("4 val")]
+    assert val and [line for line in open(tmp_path / "resumed" / "log.txt") if " val " in line] == val
+
+
+@pytest.mark.skipif(not ON_GPU, reason="MFU is measured on CUDA")
+def test_mfu_in_float32_is_counted_against_the_tf32_peak(shakespeare, tmp_path):
+    # Counted against the bf16 peak, a float32 run read half its MFU (A100: TF32 156 TFLOP/s, bf16 312). What only
+    # a GPU can show: the two MFUs as a real run prints them, each under 100% of its own peak (for BENCHMARKS.md).
+    import re
+    if plumbing.hardware.peak_flops("cuda") is None:
+        pytest.skip("this GPU's peak is not in the table")
+    mfu = {}
+    for dtype in ("float32", "bfloat16"):
+        flags = tiny_flags(device="cuda", n_layer=12, n_head=12, n_embd=768, batch_size=16, seq_len=1024,
+                           total_batch_size=16 * 1024, max_steps=12, warmup_steps=2, eval_interval=100, dtype=dtype)
+        rc, out = train(tmp_path / dtype, shakespeare, flags, torchrun=False)
+        assert rc == 0, out[-3000:]
+        mfu[dtype] = sorted(float(m) for m in re.findall(r"MFU ([\d.]+)%", out))[-5]  # of the last steps' best
+    print(f"\nMFU: float32 (against TF32's peak) {mfu['float32']:.1f}%, bfloat16 {mfu['bfloat16']:.1f}%")
+    assert 0 < mfu["float32"] < 100 and 0 < mfu["bfloat16"] < 100
