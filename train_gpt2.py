@@ -740,7 +740,7 @@ def main(argv=None):
         model = torch.compile(model, dynamic=False)  # fuses work between matmuls, skips Python; B, T fixed: static
     eval_model = model  # compiled but not DDP-wrapped: evaluation computes no gradients, so it needs no DDP
     if ddp:  # DDP averages the gradients over processes during backward(), overlapping the communication with it
-        # gradient_as_bucket_view: each .grad is a view into DDP's all-reduce buckets, not a second copy beside them
+        # gradient_as_bucket_view: each .grad a view into the all-reduce buckets (not under no_sync: tests/helpers.py)
         model = DDP(model, device_ids=[device] if device_type == "cuda" else None, gradient_as_bucket_view=True)
     T = args.seq_len
     B = hardware.micro_batch_that_fits(model, args.batch_size, T, device, device_type, amp_dtype, ddp,
