@@ -62,6 +62,7 @@ def straight(shakespeare, tmp_path_factory):
     return log_lines(log_dir)
 
 
+@pytest.mark.slow  # each runs main(), a few seconds
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_a_signal_in_the_middle_of_a_step_drops_it_and_resume_does_it_again(
         signum, straight, shakespeare, tmp_path, monkeypatch, capsys):
@@ -81,6 +82,7 @@ def test_a_signal_in_the_middle_of_a_step_drops_it_and_resume_does_it_again(
     assert log_lines(tmp_path) == straight
 
 
+@pytest.mark.slow  # each runs main(), a few seconds
 def test_a_signal_during_a_val_eval_drops_it_and_resume_evaluates_that_step(
         straight, shakespeare, tmp_path, monkeypatch, capsys):
     signal_at(monkeypatch, "val", 3 * 2 + 2, signal.SIGTERM)  # the 2nd batch of step 4's val eval (the third eval)
@@ -94,6 +96,7 @@ def test_a_signal_during_a_val_eval_drops_it_and_resume_evaluates_that_step(
     assert log_lines(tmp_path) == straight  # step 4's val line written once, by the resumed run
 
 
+@pytest.mark.slow  # each runs main(), a few seconds
 def test_a_signal_before_the_first_step_keeps_nothing_and_says_so(shakespeare, tmp_path, monkeypatch, capsys):
     signal_at(monkeypatch, "val", 1, signal.SIGTERM)
     assert train(shakespeare, tmp_path) == 128 + signal.SIGTERM
@@ -101,6 +104,7 @@ def test_a_signal_before_the_first_step_keeps_nothing_and_says_so(shakespeare, t
     assert not any(name.endswith(".pt") for name in os.listdir(tmp_path))
 
 
+@pytest.mark.slow  # each runs main(), a few seconds
 def test_sigterm_twice_still_stops_with_a_checkpoint(straight, shakespeare, tmp_path, monkeypatch, capsys):
     # Under SLURM a worker can get the job step's SIGTERM and torchrun's: the second must not mean "at once".
     signal_at(monkeypatch, "train", 4 * 3 + 2, signal.SIGTERM, signal.SIGTERM)
@@ -109,6 +113,7 @@ def test_sigterm_twice_still_stops_with_a_checkpoint(straight, shakespeare, tmp_
     assert checkpoints.read_checkpoint(str(tmp_path / "model_00003.pt"))["step"] == 3
 
 
+@pytest.mark.slow  # each runs main(), a few seconds
 def test_a_second_ctrl_c_stops_at_once(shakespeare, tmp_path, monkeypatch):
     before = [signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)]
     signal_at(monkeypatch, "train", 4 * 3 + 2, signal.SIGTERM, signal.SIGINT)
