@@ -160,3 +160,31 @@ def training_memory(n_layer, n_embd, context, tokens, vocab_size=50304):
       10 * vocab per token for the logits: bf16 logits, the float32 log-softmax the loss keeps, and its gradient."""
     n_params = n_layer * (12 * n_embd**2 + 13 * n_embd) + (vocab_size + context) * n_embd + 2 * n_embd
     return 22 * n_params + tokens * (40 * n_layer * n_embd + 10 * vocab_size)
+
+
+def count_compiles_around_step_0(monkeypatch, backend):
+    """Make torch.compile use `backend` (a torch._dynamo.testing CompileCounter or CompileCounterWithBackend) and
+    return a dict that a run of main() then fills: the frames compiled once the micro-batch probe is done ("after the
+    probe", absent where no probe ran) and those the first training step compiled ("the first step")."""
+    import torch
+
+    import plumbing.hardware
+    import train_gpt2
+    frames, compile_ = {}, torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: compile_(model, **{**kwargs, "backend": backend}))
+    step, probe = train_gpt2.train_step, plumbing.hardware.micro_batch_that_fits
+
+    def micro_batch_that_fits(*args, **kwargs):
+        B = probe(*args, **kwargs)
+        frames["after the probe"] = backend.frame_count
+        return B
+
+    def train_step(*args, **kwargs):
+        before = backend.frame_count
+        result = step(*args, **kwargs)
+        frames.setdefault("the first step", backend.frame_count - before)
+        return result
+    monkeypatch.setattr(plumbing.hardware, "micro_batch_that_fits", micro_batch_that_fits)
+    monkeypatch.setattr(train_gpt2, "train_step", train_step)
+    torch._dynamo.reset()
+    return frames

@@ -8,7 +8,7 @@ import sys
 import fakes
 import pytest
 import torch
-from helpers import ROOT, run_command, tiny_flags
+from helpers import ROOT, count_compiles_around_step_0, run_command, tiny_flags
 
 import plumbing.cli
 import plumbing.hardware
@@ -279,23 +279,7 @@ def test_the_first_training_step_compiles_nothing_after_the_micro_batch_probe(fa
     # run. Fed views with a stride of T + 1, it made step 0 compile a second graph (dynamo guards on strides): a
     # minute or more of Inductor on a GPU inside the first step, and a false dt. Halving B compiles one graph per B.
     from torch._dynamo.testing import CompileCounter
-    counter, frames, compile_ = CompileCounter(), {}, torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: compile_(model, **{**kwargs, "backend": counter}))
-    step, probe = train_gpt2.train_step, plumbing.hardware.micro_batch_that_fits
-
-    def micro_batch_that_fits(*args, **kwargs):
-        B = probe(*args, **kwargs)
-        frames["after the probe"] = counter.frame_count
-        return B
-
-    def train_step(*args, **kwargs):
-        before = counter.frame_count
-        result = step(*args, **kwargs)
-        frames.setdefault("the first step", counter.frame_count - before)
-        return result
-    monkeypatch.setattr(plumbing.hardware, "micro_batch_that_fits", micro_batch_that_fits)
-    monkeypatch.setattr(train_gpt2, "train_step", train_step)
-    torch._dynamo.reset()
+    frames = count_compiles_around_step_0(monkeypatch, CompileCounter())
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *TINY, "--compile", "--batch_size", "2"])
     assert frames == {"after the probe": 1, "the first step": 0}
 

@@ -14,7 +14,7 @@ import sys
 
 import pytest
 import torch
-from helpers import ROOT, run_command, tiny_flags, training_memory
+from helpers import ROOT, count_compiles_around_step_0, run_command, tiny_flags, training_memory
 
 import plumbing.hardware
 import plumbing.presets
@@ -203,23 +203,7 @@ def test_the_probe_compiles_the_graph_that_step_0_then_runs_with_inductor(shakes
     from torch._dynamo.testing import CompileCounterWithBackend
 
     import train_gpt2
-    counter, frames, compile_ = CompileCounterWithBackend("inductor"), {}, torch.compile
-    monkeypatch.setattr(torch, "compile", lambda model, **kwargs: compile_(model, **{**kwargs, "backend": counter}))
-    step, probe = train_gpt2.train_step, plumbing.hardware.micro_batch_that_fits
-
-    def micro_batch_that_fits(*args, **kwargs):
-        B = probe(*args, **kwargs)
-        frames["after the probe"] = counter.frame_count
-        return B
-
-    def train_step(*args, **kwargs):
-        before = counter.frame_count
-        result = step(*args, **kwargs)
-        frames.setdefault("the first step", counter.frame_count - before)
-        return result
-    monkeypatch.setattr(plumbing.hardware, "micro_batch_that_fits", micro_batch_that_fits)
-    monkeypatch.setattr(train_gpt2, "train_step", train_step)
-    torch._dynamo.reset()
+    frames = count_compiles_around_step_0(monkeypatch, CompileCounterWithBackend("inductor"))
     flags = tiny_flags(device="cuda", **{**SMALL, "batch_size": None, "total_batch_size": 64 * 256}, max_steps=2,
                        compile=True, dtype=None)
     train_gpt2.main(["--data", shakespeare, "--log_dir", str(tmp_path), *flags])
