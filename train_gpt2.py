@@ -666,22 +666,6 @@ def parse_args(argv=None):
     return args
 
 
-def prepare_files(args, local_rank, master_process, world_size, ddp):
-    """Before any work, so that a wrong path costs seconds: check the batch and the paths the run reads and writes,
-    fetch tiny Shakespeare and HellaSwag's val set once per machine (by its local rank 0, while the others wait),
-    check that every machine holds the same data, then lock --log_dir for this run. A problem on any process stops
-    them all."""
-    grad_accum_steps_for(args.total_batch_size, args.batch_size, args.seq_len, world_size)  # a batch the GPUs split
-    processes.run_or_stop_all(ddp, datafiles.check_paths, args.data, args.log_dir if master_process else None,
-                              args.hellaswag_dir if args.hellaswag else None)
-    if os.path.basename(args.data) == "input.txt":
-        processes.run_or_stop_all(ddp, files.fetch_tiny_shakespeare, args.data, where=local_rank == 0)
-    if args.hellaswag:
-        processes.run_or_stop_all(ddp, hellaswag.download, "val", args.hellaswag_dir, where=local_rank == 0)
-    datafiles.check_same_data(args.data, ddp)  # each machine reads its own copy
-    processes.run_or_stop_all(ddp, files.lock_folder, "--log_dir", args.log_dir, where=master_process)
-
-
 def load_run(args, world_size, ddp, device):
     """The model to train (its shape from the flags, or --init_from's), on `device`, and with --resume the checkpoint
     to continue from (else None)."""
@@ -722,7 +706,7 @@ def main(argv=None):
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
     if args.max_steps > 0:  # before any work: a wrong path or batch costs seconds
-        prepare_files(args, local_rank, master_process, world_size, ddp)
+        datafiles.prepare_files(args, local_rank, master_process, world_size, ddp, hellaswag.download)
     torch.manual_seed(args.seed)  # the same seed everywhere: every process builds the same initial model
     if device_type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32: fp32 matmuls on tensor cores, several times faster

@@ -8,9 +8,9 @@ import os
 import numpy as np
 import torch
 
-from plumbing.cli import InputError
-from plumbing.files import check_folder, fetch_tiny_shakespeare, sha256_of
-from plumbing.processes import stop_unless_same
+from plumbing.cli import InputError, check_total_batch
+from plumbing.files import check_folder, fetch_tiny_shakespeare, lock_folder, sha256_of
+from plumbing.processes import run_or_stop_all, stop_unless_same
 
 
 def read_text(path):
@@ -151,3 +151,19 @@ def check_same_data(data, ddp):
     if ddp:
         stop_unless_same(data_fingerprint(data), f"--data {data}: not the same files as on rank 0's machine (another "
                          "shard, or one of another size); make every machine's copy the same", ddp)
+
+
+def prepare_files(args, local_rank, master_process, world_size, ddp, download_hellaswag):
+    """Before any work, so that a wrong path costs seconds: check the batch and the paths the run reads and writes,
+    fetch tiny Shakespeare and HellaSwag's val set (download_hellaswag: hellaswag.py's download) once per machine (by
+    its local rank 0, while the others wait), check that every machine holds the same data, then lock --log_dir for
+    this run. A problem on any process stops them all."""
+    check_total_batch(args.total_batch_size, args.batch_size, args.seq_len, world_size)  # a batch the GPUs split
+    run_or_stop_all(ddp, check_paths, args.data, args.log_dir if master_process else None,
+                    args.hellaswag_dir if args.hellaswag else None)
+    if os.path.basename(args.data) == "input.txt":
+        run_or_stop_all(ddp, fetch_tiny_shakespeare, args.data, where=local_rank == 0)
+    if args.hellaswag:
+        run_or_stop_all(ddp, download_hellaswag, "val", args.hellaswag_dir, where=local_rank == 0)
+    check_same_data(args.data, ddp)  # each machine reads its own copy
+    run_or_stop_all(ddp, lock_folder, "--log_dir", args.log_dir, where=master_process)
