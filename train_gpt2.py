@@ -112,6 +112,8 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
+    config_class = GPTConfig  # what a checkpoint's config is read into (modern_gpt.py's model adds its ideas)
+
     def __init__(self, config):
         super().__init__()
         self.config = config
@@ -243,8 +245,8 @@ class GPT(nn.Module):
         except Exception as e:  # no network, no weights in the directory, a damaged file, ...
             raise huggingface.CannotLoad(name_or_path, e, cls.OPENAI_MODELS) from None
         hf = hf_model.config
-        config = GPTConfig(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
-                           n_head=hf.n_head, n_embd=hf.n_embd)
+        config = cls.config_class(block_size=hf.n_positions, vocab_size=hf.vocab_size, n_layer=hf.n_layer,
+                                  n_head=hf.n_head, n_embd=hf.n_embd)
         model = cls(config)
         sd = model.state_dict()
         # The HF model also carries the attention mask as a buffer in older versions; it is not a weight.
@@ -261,10 +263,16 @@ class GPT(nn.Module):
         return model
 
     @classmethod
+    def from_flags(cls, args, **more):
+        """A new, randomly initialised model of the shape the flags give (more: other fields of cls.config_class)."""
+        return cls(cls.config_class(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
+                                    n_head=args.n_head, n_embd=args.n_embd, **more))
+
+    @classmethod
     def from_checkpoint(cls, path):
         """A model saved by save_checkpoint, and the checkpoint's other contents (step, val_loss, args)."""
         checkpoint = checkpoints.read_checkpoint(path)
-        model = cls(GPTConfig(**checkpoint["config"]))
+        model = cls(checkpoints.config_of(path, checkpoint["config"], cls.config_class))
         checkpoints.check_weights_fit(path, checkpoint["config"], model.state_dict(), checkpoint["model"])
         model.load_state_dict(checkpoint["model"])
         return model, checkpoint
@@ -276,6 +284,10 @@ class GPT(nn.Module):
         if name_or_path.endswith(".pt"):
             return cls.from_checkpoint(name_or_path)[0]
         return cls.from_pretrained(name_or_path)
+
+    def export_hf(self, out_dir):
+        """--export_hf: write this model as a transformers GPT2LMHeadModel directory, whole or not at all."""
+        huggingface.export(self, out_dir, GPT2_VOCAB_SIZE)
 
 
 # ----------------------------------------------------------------------------------------------------------------------
@@ -431,8 +443,8 @@ def train_step(model, optimizer, scaler, loader, grad_accum_steps, lr, world_siz
     scaler.unscale_(optimizer)  # float16: the true gradients back, so that the norm clipped is their true norm
     # Clip the gradient norm to 1.0 (GPT-3 paper, appendix B): one unlucky batch cannot throw the model far.
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-    for group in optimizer.param_groups:
-        group["lr"] = lr
+    for group in optimizer.param_groups:  # modern_gpt.py's groups run at their own multiple of the schedule's lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)
     if scaler.is_enabled():  # float16: the scaler's step, skipped if the gradients overflowed, then a new loss scale
         scaler.step(optimizer)
         scaler.update()
@@ -551,7 +563,7 @@ def setup_distributed(requested_device):
 # Main
 
 
-def parse_args(argv=None):
+def parse_args(argv=None, more_flags=None):
     parser = argparse.ArgumentParser(
         description="Train GPT-2 from scratch (or fine-tune OpenAI's), then sample. The defaults are the GPT-2 (124M) "
                     "recipe on FineWeb-Edu; see the README for a small run on a CPU.")
@@ -635,6 +647,8 @@ def parse_args(argv=None):
                         help="print samples every this many steps (and at the end)")
     parser.add_argument("--num_samples", type=positive, default=4, help="how many continuations to sample")
     parser.add_argument("--max_new_tokens", type=count, default=32, help="length of each continuation, in tokens")
+    if more_flags is not None:  # modern_gpt.py's --ideas
+        more_flags(parser)
     # --model is read first, alone: another size's preset replaces the recipe's numbers above, so that a flag left out
     # gets the preset's value and --help shows it. A run's length and warmup are counted in tokens, as in GPT-3: 10B
     # and 375M, the recipe's steps of 2**19 tokens; a preset's batch, or one of your own, keeps the tokens.
@@ -666,9 +680,9 @@ def parse_args(argv=None):
     return args
 
 
-def load_run(args, world_size, ddp, device):
-    """The model to train (its shape from the flags, or --init_from's), on `device`, and with --resume the checkpoint
-    to continue from (else None)."""
+def load_run(args, world_size, ddp, device, model_class=GPT):
+    """The model_class to train (its shape from the flags, or --init_from's), on `device`, and with --resume the
+    checkpoint to continue from (else None)."""
     args.world_size = world_size  # saved in checkpoints: a run resumes on as many processes
     path = checkpoints.checkpoint_to_resume(args.resume, args.log_dir, ddp) if args.resume else None
     if args.resume == "auto" and path is None:
@@ -677,32 +691,33 @@ def load_run(args, world_size, ddp, device):
     # Every process loads the model from its own machine's files: if one cannot, every process stops.
     if path is not None:
         with cli.named_by("--resume"):
-            model, checkpoint = processes.run_or_stop_all(ddp, GPT.from_checkpoint, path)
+            model, checkpoint = processes.run_or_stop_all(ddp, model_class.from_checkpoint, path)
         checkpoints.check_same_checkpoint(path, checkpoint["step"], ddp)
         if args.batch_size_left_out:  # that run's, which it found to fit, and the val tokens of the batch asked for
             args.val_steps = args.val_steps * args.batch_size // checkpoint["args"]["batch_size"]
             args.batch_size = checkpoint["args"]["batch_size"]
-        same = {name: getattr(args, name) for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle")}
+        same = {name: getattr(args, name) for name in ("total_batch_size", "batch_size", "seq_len", "data", "shuffle",
+                                                       "ideas") if hasattr(args, name)}  # ideas: modern_gpt.py's
         checkpoints.check_resumable(path, checkpoint, same, world_size)  # the flags that would change the batches
         print0(f"resuming from {path} at step {checkpoint['step']}")
     elif args.init_from != "scratch":
         with cli.named_by("--init_from"):
-            model = processes.run_or_stop_all(ddp, GPT.load, args.init_from)
+            model = processes.run_or_stop_all(ddp, model_class.load, args.init_from)
     else:
-        model = GPT(GPTConfig(block_size=args.block_size, vocab_size=args.vocab_size, n_layer=args.n_layer,
-                              n_head=args.n_head, n_embd=args.n_embd))
+        model = model_class.from_flags(args)
     if args.max_steps > 0 and args.seq_len > model.config.block_size:  # a loaded model's context is known only now
         raise cli.InputError(f"--seq_len {args.seq_len} is longer than the model's context of "
                              f"{model.config.block_size} tokens; lower --seq_len")
     return model.to(device), checkpoint
 
 
+# modern_gpt.py runs this same main() with its own model class, learning-rate schedule and flag (--ideas).
 @cli.command_line  # on return, destroys the process group as the lecture does; an InputError ends with its message
-def main(argv=None):
-    args = parse_args(argv)
+def main(argv=None, model_class=GPT, lr_schedule=get_lr, more_flags=None):
+    args = parse_args(argv, more_flags)
     if args.export_hf:  # write the --init_from model as a HuggingFace directory, and nothing else
         with cli.named_by("--init_from"):
-            return huggingface.export(GPT.load(args.init_from), args.export_hf, GPT2_VOCAB_SIZE)
+            return model_class.load(args.init_from).export_hf(args.export_hf)
     ddp, rank, local_rank, world_size, device, device_type = setup_distributed(args.device)
     master_process = rank == 0  # the one process that prints, samples and writes files
     if args.max_steps > 0:  # before any work: a wrong path or batch costs seconds
@@ -714,7 +729,7 @@ def main(argv=None):
     # float16 (the lecture's road not taken, 1:39:38) has 5 exponent bits: the scaler scales the loss up before
     # backward and the gradients back down, and skips a step that overflowed. bf16 needs none: disabled, it is a no-op.
     scaler = torch.amp.GradScaler(device_type, enabled=amp_dtype is torch.float16)
-    model, resume = load_run(args, world_size, ddp, device)
+    model, resume = load_run(args, world_size, ddp, device, model_class)
     if args.max_steps == 0:  # nothing to train: sample (the lecture's demo, with --init_from gpt2)
         for text in sample(model, args.prompt, args.num_samples, args.max_new_tokens, device, args.seed):
             print0(">", text)
@@ -766,7 +781,7 @@ def main(argv=None):
         if last_step:
             break
         t0 = time.perf_counter()
-        lr = get_lr(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
+        lr = lr_schedule(step, args.max_lr, args.min_lr, args.warmup_steps, args.max_steps)
         loss, norm = train_step(model, optimizer, scaler, train_loader, grad_accum_steps, lr, world_size, device,
                                 device_type, amp_dtype, stop)  # as floats, once the device is done
         if loss is None:  # a stop came during the step: dropped, to be done again on --resume

@@ -2,6 +2,7 @@
 Checkpoints: log_dir/model_STEP.pt written whole with what it takes to go on exactly, read without running code,
 checked against the run that resumes from them, and put back.
 """
+import dataclasses
 import os
 import re
 
@@ -76,6 +77,17 @@ def read_checkpoint(path):
     return checkpoint
 
 
+def config_of(path, config, config_class):
+    """The checkpoint's config (a dict) as a config_class; a field the class lacks (the ideas of a model of
+    modern_gpt.py, read by train_gpt2.py) is refused, naming the script that reads it."""
+    unknown = sorted(set(config) - {f.name for f in dataclasses.fields(config_class)})
+    if unknown:
+        by = "modern_gpt.py" if "ideas" in unknown else "a newer version of this script"
+        raise InputError(f"{path}: a model with {', '.join(unknown)} in its config, which this script's "
+                         f"{config_class.__name__} does not have; load it with {by}")
+    return config_class(**config)
+
+
 def check_weights_fit(path, config, model_state, file_state):
     """Refuse weights whose names or shapes are not those of the model their config builds."""
     expected = {k: tuple(v.shape) for k, v in model_state.items()}
@@ -121,8 +133,8 @@ def check_resumable(path, checkpoint, flags, world_size):
         raise InputError(f"{path} holds weights only, not a run to resume; start from it with --init_from")
     saved = checkpoint["args"]
     for name, value in flags.items():
-        if saved[name] != value:
-            raise InputError(f"--resume {path}: that run had --{name} {saved[name]}, this one {value}; resume with "
+        if saved.get(name) != value:  # a flag the saving script did not have: None
+            raise InputError(f"--resume {path}: that run had --{name} {saved.get(name)}, this one {value}; resume with "
                              "the same value, or start a new run")
     if saved.get("world_size", 1) != world_size:
         raise InputError(f"--resume {path}: that run had {saved.get('world_size', 1)} process(es), this one "
