@@ -1,0 +1,166 @@
+"""
+After the lecture: the ideas of the modded-nanogpt speedrun, one at a time, on top of train_gpt2.py's GPT-2.
+
+The lecture ends with GPT-2 (124M) trained on 10B tokens of FineWeb-Edu. The speedrun (github.com/KellerJordan/
+modded-nanogpt) takes the same target, a FineWeb val loss of 3.28, from llm.c's 45 minutes on 8 H100s (its record 1,
+05/28/24) down to minutes, with a table of records that names what each one changed. This file builds those ideas
+one by one, each a name for --ideas with the record it came from (IDEAS below). Everything else is train_gpt2.py's,
+unchanged: the data loader, the training loop, checkpoints and resume, HellaSwag, sampling. Only the model, its
+optimizer and the learning-rate schedule are this file's.
+
+    python modern_gpt.py --data input.txt ...                    # every flag of train_gpt2.py, and every idea
+    python modern_gpt.py --data input.txt ... --ideas rmsnorm    # some of them, comma-separated
+    python modern_gpt.py --data input.txt ... --ideas none       # the lecture's GPT-2 exactly: same logits, same log
+
+What each idea gives on a CPU, measured, is in the README ("After the lecture").
+"""
+import argparse
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+from torch.nn import functional as F
+
+import train_gpt2
+from plumbing import cli
+from plumbing.cli import print0
+from train_gpt2 import GPT, GPTConfig
+
+# name: (record in the speedrun's table, its date, what the idea changes). In the order the speedrun took them.
+IDEAS = {}
+
+
+def parse_ideas(text):
+    """--ideas: all, none, or names from IDEAS separated by commas; the names in IDEAS' order."""
+    if text == "none":
+        return ()
+    names = list(IDEAS) if text == "all" else [name.strip() for name in text.split(",")]
+    unknown = [name for name in names if name not in IDEAS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown idea {', '.join(map(repr, unknown))}: choose from "
+                                         f"{', '.join(IDEAS) or '(none yet)'}, or all, or none")
+    return tuple(name for name in IDEAS if name in names)
+
+
+def add_ideas_flag(parser):
+    parser.add_argument("--ideas", type=parse_ideas, default=tuple(IDEAS), metavar="LIST",
+                        help=f"the speedrun's ideas to use, comma-separated: {', '.join(IDEAS) or '(none yet)'}; all "
+                             "(the default) or none (the lecture's GPT-2 exactly)")
+
+
+@dataclass
+class ModernConfig(GPTConfig):
+    ideas: tuple = ()  # names from IDEAS: what this model changes of GPT-2 (none: it is GPT-2)
+
+
+class Attention(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v, as in GPT-2
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.c_proj.is_residual_projection = True  # scaled at init, as in GPT-2 (GPT._init_weights)
+        self.n_head = config.n_head
+
+    def forward(self, x, kv_cache=None, attn_mask=None):
+        B, T, C = x.size()
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # each (B, nh, T, hs)
+                   for t in self.c_attn(x).split(C, dim=2))
+        if kv_cache is not None:  # generation: as in train_gpt2.py
+            if kv_cache:
+                k, v = torch.cat((kv_cache["k"], k), dim=2), torch.cat((kv_cache["v"], v), dim=2)  # (B, nh, T', hs)
+            kv_cache["k"], kv_cache["v"] = k, v
+        if attn_mask is None:  # causal, unless one new token follows a filled cache
+            y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(2) == k.size(2))  # (B, nh, T, hs)
+        else:
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))  # heads side by side again: (B, T, C)
+
+
+class MLP(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        self.c_proj.is_residual_projection = True
+
+    def forward(self, x):
+        return self.c_proj(F.gelu(self.c_fc(x), approximate="tanh"))
+
+
+class Block(nn.Module):
+    def __init__(self, config):
+        super().__init__()
+        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.attn = Attention(config)
+        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.mlp = MLP(config)
+
+    def forward(self, x, kv_cache=None, attn_mask=None):
+        x = x + self.attn(self.ln_1(x), kv_cache, attn_mask)
+        return x + self.mlp(self.ln_2(x))
+
+
+class ModernGPT(GPT):
+    """GPT-2 with the ideas config.ideas names. Its modules have GPT's names, so that with no ideas its state_dict is
+    GPT-2's and OpenAI's weights or a train_gpt2.py checkpoint load into it; generate(), from_pretrained(), load() and
+    the rest are GPT's."""
+    config_class = ModernConfig
+
+    def __init__(self, config):
+        nn.Module.__init__(self)  # not GPT.__init__: the blocks are this file's
+        self.config = config
+        self.transformer = nn.ModuleDict(dict(
+            wte=nn.Embedding(config.vocab_size, config.n_embd),
+            wpe=nn.Embedding(config.block_size, config.n_embd),
+            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            ln_f=nn.LayerNorm(config.n_embd),
+        ))
+        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
+        self.apply(self._init_weights)  # GPT-2's initialisation: with no ideas, the same weights for the same seed
+
+    @classmethod
+    def from_flags(cls, args):
+        print0(f"ideas: {', '.join(args.ideas) or 'none: the lecture GPT-2'}")
+        return super().from_flags(args, ideas=args.ideas)
+
+    def hidden_states(self, idx, kv_cache=None, pos=None, attn_mask=None):
+        """As GPT.hidden_states: the last normalisation's output (B, T, C), for the positions pos (default: after
+        the tokens already in kv_cache)."""
+        B, T = idx.size()
+        if pos is None:
+            past = kv_cache[0]["k"].size(2) if kv_cache and kv_cache[0] else 0
+            pos = torch.arange(past, past + T, device=idx.device)  # (T,)
+        assert int(pos.max()) < self.config.block_size, \
+            f"position {int(pos.max())} is past the model's block_size {self.config.block_size}"
+        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        for i, block in enumerate(self.transformer.h):
+            x = block(x, kv_cache[i] if kv_cache is not None else None, attn_mask)
+        return self.transformer.ln_f(x)
+
+    def flops_per_token(self, T):
+        """As GPT.flops_per_token: 6 per parameter of a matmul (an embedding table other than the head's is a lookup)
+        plus the attention's 12 * n_layer * n_embd * T."""
+        head = self.lm_head.weight
+        tables = [m.weight for m in self.modules() if isinstance(m, nn.Embedding) and m.weight is not head]
+        n_params = sum(p.numel() for p in self.parameters()) - sum(t.numel() for t in tables)
+        return 6 * n_params + 12 * self.config.n_layer * self.config.n_embd * T
+
+    def export_hf(self, out_dir):
+        """transformers' GPT2LMHeadModel is the lecture's architecture: a model with ideas does not fit in it."""
+        if self.config.ideas:
+            raise cli.InputError(f"--export_hf: this model has the ideas {', '.join(self.config.ideas)}, which "
+                                 "transformers' GPT2LMHeadModel cannot hold (it is GPT-2's architecture, with "
+                                 "learned positions, LayerNorm, GELU and a tied head); only a model trained with "
+                                 "--ideas none exports. Sample from this one with: python modern_gpt.py --init_from "
+                                 "CHECKPOINT --max_steps 0")
+        super().export_hf(out_dir)
+
+
+def main(argv=None):
+    """train_gpt2.py's main(), with this file's model, --ideas and learning-rate schedule."""
+    return train_gpt2.main(argv, model_class=ModernGPT, lr_schedule=train_gpt2.get_lr, more_flags=add_ideas_flag)
+
+
+if __name__ == "__main__":
+    main()
