@@ -27,7 +27,12 @@ from plumbing.cli import print0
 from train_gpt2 import GPT, GPTConfig
 
 # name: (record in the speedrun's table, its date, what the idea changes). In the order the speedrun took them.
-IDEAS = {}
+IDEAS = {
+    # The speedrun's first record after llm.c's (2, 06/06/24) made GPT-2 simpler before making it faster: no learned
+    # gain or bias anywhere, and RMSNorm (Zhang & Sennrich 2019), which divides by the root mean square without first
+    # subtracting the mean. The record's notes say it was done for simpler code and costs a little speed.
+    "rmsnorm": (2, "06/06/24", "RMSNorm without gains instead of LayerNorm, and no biases"),
+}
 
 
 def parse_ideas(text):
@@ -53,11 +58,22 @@ class ModernConfig(GPTConfig):
     ideas: tuple = ()  # names from IDEAS: what this model changes of GPT-2 (none: it is GPT-2)
 
 
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x**2) + eps) over the channels: no learned gain, no bias (rmsnorm)."""
+    def forward(self, x):
+        return F.rms_norm(x, (x.size(-1),))
+
+
+def norm(config):
+    return RMSNorm() if "rmsnorm" in config.ideas else nn.LayerNorm(config.n_embd)
+
+
 class Attention(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)  # q, k, v, as in GPT-2
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        bias = "rmsnorm" not in config.ideas
+        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=bias)  # q, k, v, as in GPT-2
+        self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=bias)
         self.c_proj.is_residual_projection = True  # scaled at init, as in GPT-2 (GPT._init_weights)
         self.n_head = config.n_head
 
@@ -79,8 +95,9 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd)
-        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd)
+        bias = "rmsnorm" not in config.ideas
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=bias)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=bias)
         self.c_proj.is_residual_projection = True
 
     def forward(self, x):
@@ -90,9 +107,9 @@ class MLP(nn.Module):
 class Block(nn.Module):
     def __init__(self, config):
         super().__init__()
-        self.ln_1 = nn.LayerNorm(config.n_embd)
+        self.ln_1 = norm(config)
         self.attn = Attention(config)
-        self.ln_2 = nn.LayerNorm(config.n_embd)
+        self.ln_2 = norm(config)
         self.mlp = MLP(config)
 
     def forward(self, x, kv_cache=None, attn_mask=None):
@@ -113,7 +130,7 @@ class ModernGPT(GPT):
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             wpe=nn.Embedding(config.block_size, config.n_embd),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
-            ln_f=nn.LayerNorm(config.n_embd),
+            ln_f=norm(config),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2

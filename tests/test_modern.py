@@ -74,3 +74,70 @@ def test_a_lecture_checkpoint_loads_as_a_model_without_ideas(tmp_path):
     model = modern_gpt.ModernGPT.load(path)
     idx = torch.randint(0, CONFIG.vocab_size, (1, 8))
     assert model.config.ideas == () and torch.equal(model(idx)[0], gpt(idx)[0])
+
+
+# Every idea alone, none and all: what train_gpt2.py's loop, sampling and HellaSwag need of a model.
+EVERY = [(), *[(name,) for name in modern_gpt.IDEAS], tuple(modern_gpt.IDEAS)]
+EVERY_IDS = ["none", *modern_gpt.IDEAS, "all"]
+
+
+def random_weights(model):
+    # Every weight drawn at random, not as initialised: a layer initialised to zero would make the outputs compared
+    # below equal whatever the code does with them.
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.3)
+    return model.eval()
+
+
+@pytest.mark.parametrize("ideas", EVERY, ids=EVERY_IDS)
+def test_the_kv_cache_gives_the_logits_of_the_whole_sequence(ideas):
+    model = random_weights(modern(*ideas))
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 12))
+    cache = [{} for _ in model.transformer.h]
+    with torch.no_grad():
+        whole = model(idx)[0]
+        pieces = [model(idx[:, :8], kv_cache=cache)[0], *(model(idx[:, t:t + 1], kv_cache=cache)[0]
+                                                          for t in range(8, 12))]
+    torch.testing.assert_close(torch.cat(pieces, dim=1), whole)
+
+
+@pytest.mark.parametrize("ideas", EVERY, ids=EVERY_IDS)
+def test_sequences_packed_in_a_row_with_their_positions_and_a_mask_give_each_ones_states(ideas):
+    # What HellaSwag's scoring does: several sequences in one row, each with its own positions, kept apart by a mask.
+    model = random_weights(modern(*ideas))
+    a, b = torch.randint(0, CONFIG.vocab_size, (1, 5)), torch.randint(0, CONFIG.vocab_size, (1, 7))
+    pos = torch.cat((torch.arange(5), torch.arange(7))).unsqueeze(0)  # (1, 12)
+    seq = torch.tensor([0] * 5 + [1] * 7)
+    mask = (seq[:, None] == seq[None, :]) & torch.ones(12, 12, dtype=torch.bool).tril()  # (12, 12)
+    with torch.no_grad():
+        packed = model.hidden_states(torch.cat((a, b), dim=1), pos=pos, attn_mask=mask[None, None])
+        torch.testing.assert_close(packed[:, :5], model.hidden_states(a))
+        torch.testing.assert_close(packed[:, 5:], model.hidden_states(b))
+
+
+@pytest.mark.parametrize("ideas", EVERY, ids=EVERY_IDS)
+def test_each_idea_learns_a_batch_with_its_optimizer(ideas):
+    model = modern(*ideas)
+    optimizer = model.configure_optimizers(0.0, 1e-2, "cpu")
+    x, y = torch.randint(0, CONFIG.vocab_size, (2, 2, 16))
+    losses = []
+    for _ in range(10):
+        optimizer.zero_grad()
+        loss = model(x, y)[1]
+        loss.backward()
+        for group in optimizer.param_groups:  # as train_gpt2.train_step sets it
+            group["lr"] = 1e-2 * group.get("lr_scale", 1.0)
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0] - 1.0, losses
+
+
+def test_rmsnorm_leaves_no_gain_or_bias_and_divides_by_the_root_mean_square():
+    model = modern("rmsnorm")
+    assert all(p.dim() == 2 for p in model.parameters())  # matrices and embeddings only
+    x = torch.randn(2, 5, 32) * 3 + 1
+    expected = x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + torch.finfo(x.dtype).eps)
+    torch.testing.assert_close(model.transformer.ln_f(x), expected)
+    torch.testing.assert_close(model.transformer.h[0].ln_1(x), torch.nn.RMSNorm(32, elementwise_affine=False)(x))
