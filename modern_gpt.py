@@ -32,6 +32,10 @@ IDEAS = {
     # gain or bias anywhere, and RMSNorm (Zhang & Sennrich 2019), which divides by the root mean square without first
     # subtracting the mean. The record's notes say it was done for simpler code and costs a little speed.
     "rmsnorm": (2, "06/06/24", "RMSNorm without gains instead of LayerNorm, and no biases"),
+    # The same record replaced the table of learned positions by rotary embeddings (Su et al. 2021, RoFormer): q and
+    # k are turned by angles proportional to their position, so that q . k depends only on how far apart they are.
+    # A word's meaning does not depend on its absolute position; no table of block_size x n_embd to learn.
+    "rotary": (2, "06/06/24", "rotary position embeddings instead of learned positions"),
 }
 
 
@@ -64,6 +68,23 @@ class RMSNorm(nn.Module):
         return F.rms_norm(x, (x.size(-1),))
 
 
+def rotary_cos_sin(pos, head_size, base=10000.0):
+    """The cos and sin of the angles pos * base**(-2i / hs) by which rotary embeddings turn each pair of channels
+    (i, i + hs/2) of q and k (the pairing of LLaMA and transformers): (T, hs) for pos (T,), (B, 1, T, hs) for (B, T)."""
+    inv_freq = base ** (-torch.arange(0, head_size, 2, device=pos.device, dtype=torch.float32) / head_size)  # (hs/2,)
+    angles = pos.float().unsqueeze(-1) * inv_freq  # (..., T, hs/2): slow turns for the last pairs, fast for the first
+    angles = torch.cat((angles, angles), dim=-1)  # (..., T, hs)
+    if angles.dim() == 3:
+        angles = angles.unsqueeze(1)  # (B, 1, T, hs): the same angles for every head
+    return angles.cos(), angles.sin()
+
+
+def rotate(x, cos, sin):
+    """x (B, nh, T, hs) with channels i and i + hs/2 turned together by their angle: a 2-D rotation of each pair."""
+    x1, x2 = x.chunk(2, dim=-1)  # each (B, nh, T, hs/2)
+    return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).type_as(x)  # in x's dtype under autocast too
+
+
 def norm(config):
     return RMSNorm() if "rmsnorm" in config.ideas else nn.LayerNorm(config.n_embd)
 
@@ -77,10 +98,12 @@ class Attention(nn.Module):
         self.c_proj.is_residual_projection = True  # scaled at init, as in GPT-2 (GPT._init_weights)
         self.n_head = config.n_head
 
-    def forward(self, x, kv_cache=None, attn_mask=None):
+    def forward(self, x, kv_cache=None, attn_mask=None, rotary=None):
         B, T, C = x.size()
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # each (B, nh, T, hs)
                    for t in self.c_attn(x).split(C, dim=2))
+        if rotary is not None:  # (cos, sin) of this row's positions; the cache keeps keys already turned
+            q, k = rotate(q, *rotary), rotate(k, *rotary)
         if kv_cache is not None:  # generation: as in train_gpt2.py
             if kv_cache:
                 k, v = torch.cat((kv_cache["k"], k), dim=2), torch.cat((kv_cache["v"], v), dim=2)  # (B, nh, T', hs)
@@ -112,8 +135,8 @@ class Block(nn.Module):
         self.ln_2 = norm(config)
         self.mlp = MLP(config)
 
-    def forward(self, x, kv_cache=None, attn_mask=None):
-        x = x + self.attn(self.ln_1(x), kv_cache, attn_mask)
+    def forward(self, x, kv_cache=None, attn_mask=None, rotary=None):
+        x = x + self.attn(self.ln_1(x), kv_cache, attn_mask, rotary)
         return x + self.mlp(self.ln_2(x))
 
 
@@ -128,7 +151,7 @@ class ModernGPT(GPT):
         self.config = config
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
-            wpe=nn.Embedding(config.block_size, config.n_embd),
+            **({} if "rotary" in config.ideas else {"wpe": nn.Embedding(config.block_size, config.n_embd)}),
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=norm(config),
         ))
@@ -150,9 +173,14 @@ class ModernGPT(GPT):
             pos = torch.arange(past, past + T, device=idx.device)  # (T,)
         assert int(pos.max()) < self.config.block_size, \
             f"position {int(pos.max())} is past the model's block_size {self.config.block_size}"
-        x = self.transformer.wte(idx) + self.transformer.wpe(pos)  # (B, T, C)
+        x = self.transformer.wte(idx)  # (B, T, C)
+        rotary = None
+        if "rotary" in self.config.ideas:
+            rotary = rotary_cos_sin(pos, self.config.n_embd // self.config.n_head)
+        else:
+            x = x + self.transformer.wpe(pos)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, kv_cache[i] if kv_cache is not None else None, attn_mask)
+            x = block(x, kv_cache[i] if kv_cache is not None else None, attn_mask, rotary)
         return self.transformer.ln_f(x)
 
     def flops_per_token(self, T):

@@ -141,3 +141,33 @@ def test_rmsnorm_leaves_no_gain_or_bias_and_divides_by_the_root_mean_square():
     expected = x / torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + torch.finfo(x.dtype).eps)
     torch.testing.assert_close(model.transformer.ln_f(x), expected)
     torch.testing.assert_close(model.transformer.h[0].ln_1(x), torch.nn.RMSNorm(32, elementwise_affine=False)(x))
+
+
+@pytest.mark.parametrize("positions", ["shared", "per row"])
+def test_rotary_turns_q_and_k_as_transformers_llama_does(positions):
+    from transformers import LlamaConfig
+    from transformers.models.llama.modeling_llama import LlamaRotaryEmbedding, apply_rotary_pos_emb
+
+    B, nh, T, hs = 2, 3, 9, 16
+    q, k = torch.randn(2, B, nh, T, hs)
+    pos = torch.arange(T) + 5 if positions == "shared" else torch.randint(0, 64, (B, T))
+    llama = LlamaRotaryEmbedding(config=LlamaConfig(hidden_size=nh * hs, num_attention_heads=nh,
+                                                    max_position_embeddings=64))
+    cos, sin = llama(q, pos.expand(B, T))  # (B, T, hs)
+    q_llama, k_llama = apply_rotary_pos_emb(q, k, cos, sin)
+    rotary = modern_gpt.rotary_cos_sin(pos, hs)
+    torch.testing.assert_close(modern_gpt.rotate(q, *rotary), q_llama)
+    torch.testing.assert_close(modern_gpt.rotate(k, *rotary), k_llama)
+
+
+def test_rotary_makes_attention_scores_depend_on_the_distance_only():
+    hs = 16
+    q, k = torch.randn(2, hs)
+
+    def score(i, j):  # q at position i against k at position j
+        qi = modern_gpt.rotate(q.view(1, 1, 1, hs), *modern_gpt.rotary_cos_sin(torch.tensor([i]), hs))
+        kj = modern_gpt.rotate(k.view(1, 1, 1, hs), *modern_gpt.rotary_cos_sin(torch.tensor([j]), hs))
+        return (qi * kj).sum()
+    torch.testing.assert_close(score(7, 3), score(104, 100))
+    assert not torch.allclose(score(7, 3), score(7, 4))
+    assert "wpe" not in modern("rotary").transformer  # no table of learned positions
