@@ -171,3 +171,20 @@ def test_rotary_makes_attention_scores_depend_on_the_distance_only():
     torch.testing.assert_close(score(7, 3), score(104, 100))
     assert not torch.allclose(score(7, 3), score(7, 4))
     assert "wpe" not in modern("rotary").transformer  # no table of learned positions
+
+
+def test_wsd_warms_up_as_the_lecture_holds_the_peak_then_decays_linearly_to_min_lr():
+    max_lr, min_lr, warmup, steps = 1.0, 0.1, 10, 100
+    lrs = [modern_gpt.wsd_lr(step, max_lr, min_lr, warmup, steps) for step in range(steps + 1)]
+    assert lrs[:warmup] == [train_gpt2.get_lr(step, max_lr, min_lr, warmup, steps) for step in range(warmup)]
+    assert set(lrs[warmup:80]) == {max_lr}  # held until the last 20% of the steps
+    decay = lrs[80:]
+    assert decay[0] == max_lr and decay[-1] == min_lr
+    assert all(abs((a - b) - (max_lr - min_lr) / 20) < 1e-12 for a, b in zip(decay, decay[1:]))  # a straight line
+
+
+def test_wsd_trains_at_three_times_the_learning_rate(shakespeare, tmp_path):
+    modern_gpt.main(["--data", shakespeare, "--log_dir", str(tmp_path), *TINY, "--ideas", "wsd"])
+    lrs = [float(line.split()[2]) for line in read(tmp_path / "log.txt").splitlines() if " lr " in line]
+    expected = [modern_gpt.WSD_LR_SCALE * modern_gpt.wsd_lr(step, 3e-3, 3e-4, 1, 4) for step in range(4)]
+    assert lrs == pytest.approx(expected)
