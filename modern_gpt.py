@@ -41,9 +41,19 @@ IDEAS = {
     # schedule of Hägele et al. 2024 (arXiv 2405.18392), who find a cooldown over the last 20% of the steps as good as
     # a cosine over all of them, without fixing the run's length in advance.
     "wsd": (2, "06/06/24", "3x the learning rate, held, then decayed linearly over the last 20% of the steps"),
+    # Muon (Jordan et al. 2024, kellerjordan.github.io/posts/muon): SGD with Nesterov momentum whose update of each
+    # weight matrix is replaced by the nearest orthogonal matrix (5 Newton-Schulz iterations), so that every direction
+    # of the matrix moves by the same amount, instead of the few that dominate the gradient. For the matrices inside
+    # the blocks; the embedding, the head and any gain or bias stay with AdamW. torch.optim.Muon (torch 2.9+) as it
+    # ships, with the speedrun's settings: lr 0.02 (record 9's), the speedrun's scaling of it by sqrt(max(1, rows /
+    # columns)) (adjust_lr_fn="original"), no weight decay, momentum warmed up from 0.85 to 0.95 over 500 steps
+    # (record 9). As the speedrun, q, k and v are three matrices: Muon orthogonalises each.
+    "muon": (3, "10/04/24", "Muon for the matrices inside the blocks, AdamW for the rest"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
+MUON_LR = 0.02  # Muon's peak learning rate, whatever --max_lr (record 9, 11/06/24)
+MUON_MOMENTUM = (0.85, 0.95, 500)  # from, to, over this many steps (record 9's momentum warmup)
 
 
 def parse_ideas(text):
@@ -55,6 +65,12 @@ def parse_ideas(text):
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown idea {', '.join(map(repr, unknown))}: choose from "
                                          f"{', '.join(IDEAS) or '(none yet)'}, or all, or none")
+    if "muon" in names and not hasattr(torch.optim, "Muon"):
+        why = f"muon needs torch.optim.Muon, which torch has since 2.9 (this is torch {torch.__version__})"
+        if text != "all":
+            raise argparse.ArgumentTypeError(f"{why}: pip install 'torch>=2.9', or leave muon out")
+        print0(f"--ideas all: without muon, which {why.removeprefix('muon ')}")
+        names.remove("muon")
     return tuple(name for name in IDEAS if name in names)
 
 
@@ -114,15 +130,18 @@ class Attention(nn.Module):
     def __init__(self, config):
         super().__init__()
         bias = "rmsnorm" not in config.ideas
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=bias)  # q, k, v, as in GPT-2
+        if "muon" in config.ideas:  # Muon orthogonalises each matrix it updates: q, k and v as three
+            self.c_q, self.c_k, self.c_v = (nn.Linear(config.n_embd, config.n_embd, bias=bias) for _ in range(3))
+        else:
+            self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=bias)  # q, k, v, as in GPT-2
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=bias)
         self.c_proj.is_residual_projection = True  # scaled at init, as in GPT-2 (GPT._init_weights)
         self.n_head = config.n_head
 
     def forward(self, x, kv_cache=None, attn_mask=None, rotary=None):
         B, T, C = x.size()
-        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # each (B, nh, T, hs)
-                   for t in self.c_attn(x).split(C, dim=2))
+        qkv = (self.c_q(x), self.c_k(x), self.c_v(x)) if hasattr(self, "c_q") else self.c_attn(x).split(C, dim=2)
+        q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in qkv)  # each (B, nh, T, hs)
         if rotary is not None:  # (cos, sin) of this row's positions; the cache keeps keys already turned
             q, k = rotate(q, *rotary), rotate(k, *rotary)
         if kv_cache is not None:  # generation: as in train_gpt2.py
@@ -213,11 +232,27 @@ class ModernGPT(GPT):
         return 6 * n_params + 12 * self.config.n_layer * self.config.n_embd * T
 
     def configure_optimizers(self, weight_decay, learning_rate, device_type):
-        """GPT's AdamW; with wsd, every group at WSD_LR_SCALE times the schedule's learning rate."""
-        optimizer = super().configure_optimizers(weight_decay, learning_rate, device_type)
+        """GPT's AdamW; with muon, Muon for the matrices inside the blocks and the same AdamW for the rest. With wsd,
+        AdamW's groups at WSD_LR_SCALE times the schedule's learning rate. Each group's lr_scale is the multiple of
+        the schedule's lr it runs at (train_gpt2.train_step)."""
+        if "muon" not in self.config.ideas:
+            optimizer = adamw = super().configure_optimizers(weight_decay, learning_rate, device_type)
+        else:
+            hidden = [p for p in self.transformer.h.parameters() if p.dim() == 2]
+            rest = [p for p in self.parameters() if all(p is not h for h in hidden)]
+            groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
+                      {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]  # as GPT's
+            adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), eps=1e-8,
+                                      fused=device_type in ("cuda", "cpu"))
+            muon = torch.optim.Muon(hidden, lr=MUON_LR, weight_decay=0.0, momentum=MUON_MOMENTUM[1], nesterov=True,
+                                    adjust_lr_fn="original")
+            muon.param_groups[0]["lr_scale"] = MUON_LR / learning_rate  # Muon's own peak, whatever --max_lr
+            optimizer = MuonWithAdamW(adamw, muon)
+            print0(f"Muon: {len(hidden)} matrices, {sum(p.numel() for p in hidden):,} parameters; AdamW: "
+                   f"{len(rest)} tensors, {sum(p.numel() for p in rest):,} parameters")
         if "wsd" in self.config.ideas:
-            for group in optimizer.param_groups:
-                group["lr_scale"] = WSD_LR_SCALE  # train_gpt2.train_step multiplies the schedule's lr by it
+            for group in adamw.param_groups:
+                group["lr_scale"] = WSD_LR_SCALE
         return optimizer
 
     def export_hf(self, out_dir):
@@ -229,6 +264,40 @@ class ModernGPT(GPT):
                                  "--ideas none exports. Sample from this one with: python modern_gpt.py --init_from "
                                  "CHECKPOINT --max_steps 0")
         super().export_hf(out_dir)
+
+
+class MuonWithAdamW:
+    """AdamW and Muon stepped as one optimizer: what train_gpt2.py's loop, float16's GradScaler and the checkpoints
+    use of one (param_groups, AdamW's first; zero_grad, step, state_dict, load_state_dict). Its step also warms up
+    Muon's momentum."""
+    def __init__(self, adamw, muon):
+        self.adamw, self.muon = adamw, muon
+        self.defaults = {}  # not one fused kernel: plumbing/nonfinite.py then checks for NaN before step()
+        self.steps = 0  # steps taken, for the momentum warmup; in the checkpoint, for an exact resume
+
+    @property
+    def param_groups(self):
+        return self.adamw.param_groups + self.muon.param_groups
+
+    def zero_grad(self, set_to_none=True):
+        self.adamw.zero_grad(set_to_none)
+        self.muon.zero_grad(set_to_none)
+
+    def step(self):
+        start, end, steps = MUON_MOMENTUM
+        warm = min(self.steps / steps, 1.0)
+        self.muon.param_groups[0]["momentum"] = (1 - warm) * start + warm * end
+        self.adamw.step()
+        self.muon.step()
+        self.steps += 1
+
+    def state_dict(self):
+        return {"adamw": self.adamw.state_dict(), "muon": self.muon.state_dict(), "steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.adamw.load_state_dict(state["adamw"])
+        self.muon.load_state_dict(state["muon"])
+        self.steps = state["steps"]
 
 
 def main(argv=None):

@@ -77,7 +77,9 @@ def test_a_lecture_checkpoint_loads_as_a_model_without_ideas(tmp_path):
 
 
 # Every idea alone, none and all: what train_gpt2.py's loop, sampling and HellaSwag need of a model.
-EVERY = [(), *[(name,) for name in modern_gpt.IDEAS], tuple(modern_gpt.IDEAS)]
+needs_muon = pytest.mark.skipif(not hasattr(torch.optim, "Muon"), reason="torch.optim.Muon is in torch 2.9 and later")
+EVERY = [(), *[pytest.param((name,), marks=needs_muon if name == "muon" else ()) for name in modern_gpt.IDEAS],
+         modern_gpt.parse_ideas("all")]
 EVERY_IDS = ["none", *modern_gpt.IDEAS, "all"]
 
 
@@ -188,3 +190,50 @@ def test_wsd_trains_at_three_times_the_learning_rate(shakespeare, tmp_path):
     lrs = [float(line.split()[2]) for line in read(tmp_path / "log.txt").splitlines() if " lr " in line]
     expected = [modern_gpt.WSD_LR_SCALE * modern_gpt.wsd_lr(step, 3e-3, 3e-4, 1, 4) for step in range(4)]
     assert lrs == pytest.approx(expected)
+
+
+@needs_muon
+def test_muon_updates_each_hidden_matrix_by_an_orthogonal_matrix_at_its_learning_rate():
+    model = modern("rmsnorm", "muon")
+    optimizer = model.configure_optimizers(0.1, 1e-3, "cpu")
+    hidden = {id(p) for p in model.transformer.h.parameters()}
+    assert {id(p) for p in optimizer.muon.param_groups[0]["params"]} == hidden  # every matrix of the blocks
+    assert not hidden & {id(p) for group in optimizer.adamw.param_groups for p in group["params"]}
+    assert [id(p) for group in optimizer.param_groups for p in group["params"]].count(id(model.lm_head.weight)) == 1
+    x, y = torch.randint(0, CONFIG.vocab_size, (2, 16, 32))  # 512 tokens: a gradient of full rank
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    model(x, y)[1].backward()
+    for group in optimizer.param_groups:
+        group["lr"] = 1e-3 * group.get("lr_scale", 1.0)
+    optimizer.step()
+    for name, p in model.transformer.h.named_parameters():
+        rows, cols = p.shape
+        update = (before["transformer.h." + name] - p.detach()) / (modern_gpt.MUON_LR * max(1, rows / cols) ** 0.5)
+        # Newton-Schulz's quintic takes the singular values of the update to about 0.7-1.1, not exactly 1 (the
+        # speedrun's README), all but the gradient's tiniest; a gradient step's would spread over decades.
+        s = torch.linalg.svdvals(update)
+        assert s.max() < 1.3 and (s > 0.5).float().mean() > 0.9, (name, s)
+    assert optimizer.muon.param_groups[0]["momentum"] == modern_gpt.MUON_MOMENTUM[0]
+
+
+@needs_muon
+def test_muons_momentum_warms_up_and_its_state_comes_back_from_a_checkpoint():
+    model = modern("muon")
+    optimizer = model.configure_optimizers(0.1, 1e-3, "cpu")
+    start, end, steps = modern_gpt.MUON_MOMENTUM
+    for _ in range(steps // 2 + 1):
+        optimizer.step()  # no gradients: only the warmup moves
+    assert optimizer.muon.param_groups[0]["momentum"] == pytest.approx((start + end) / 2)
+    again = model.configure_optimizers(0.1, 1e-3, "cpu")
+    again.load_state_dict(optimizer.state_dict())
+    assert again.steps == steps // 2 + 1
+
+
+def test_without_torch_optim_muon_the_idea_is_refused_naming_the_torch_that_has_it(monkeypatch, capsys):
+    monkeypatch.delattr(torch.optim, "Muon", raising=False)
+    with pytest.raises(SystemExit):
+        modern_gpt.main(["--ideas", "rmsnorm,muon"])
+    assert "muon needs torch.optim.Muon, which torch has since 2.9" in capsys.readouterr().err
+    ideas = modern_gpt.parse_ideas("all")  # all: every idea but muon, saying so
+    assert "muon" not in ideas and "rotary" in ideas
+    assert "--ideas all: without muon" in capsys.readouterr().out
