@@ -49,6 +49,10 @@ IDEAS = {
     # columns)) (adjust_lr_fn="original"), no weight decay, momentum warmed up from 0.85 to 0.95 over 500 steps
     # (record 9). As the speedrun, q, k and v are three matrices: Muon orthogonalises each.
     "muon": (3, "10/04/24", "Muon for the matrices inside the blocks, AdamW for the rest"),
+    # QK-norm (Henry et al. 2020, arXiv 2010.04245; Dehghani et al. 2023 for ViT-22B): each head's q and k divided
+    # by their root mean square before the dot product, so that no attention logit can grow without bound and
+    # collapse a softmax onto one token, which lets the learning rate go higher.
+    "qknorm": (5, "10/14/24", "q and k RMS-normalised per head"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
@@ -137,11 +141,14 @@ class Attention(nn.Module):
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=bias)
         self.c_proj.is_residual_projection = True  # scaled at init, as in GPT-2 (GPT._init_weights)
         self.n_head = config.n_head
+        self.qknorm = "qknorm" in config.ideas
 
     def forward(self, x, kv_cache=None, attn_mask=None, rotary=None):
         B, T, C = x.size()
         qkv = (self.c_q(x), self.c_k(x), self.c_v(x)) if hasattr(self, "c_q") else self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in qkv)  # each (B, nh, T, hs)
+        if self.qknorm:
+            q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))  # over hs, for each head and token
         if rotary is not None:  # (cos, sin) of this row's positions; the cache keeps keys already turned
             q, k = rotate(q, *rotary), rotate(k, *rotary)
         if kv_cache is not None:  # generation: as in train_gpt2.py

@@ -237,3 +237,22 @@ def test_without_torch_optim_muon_the_idea_is_refused_naming_the_torch_that_has_
     ideas = modern_gpt.parse_ideas("all")  # all: every idea but muon, saying so
     assert "muon" not in ideas and "rotary" in ideas
     assert "--ideas all: without muon" in capsys.readouterr().out
+
+
+def query_weights(attention):  # the matrix that makes q, in either layout
+    return attention.c_q.weight if hasattr(attention, "c_q") else attention.c_attn.weight[:attention.c_proj.in_features]
+
+
+QKNORM = [("rmsnorm", "qknorm"), pytest.param(("rmsnorm", "muon", "qknorm"), marks=needs_muon)]
+
+
+@pytest.mark.parametrize("ideas", QKNORM, ids=["fused", "split"])
+def test_qknorm_makes_attention_blind_to_the_scale_of_q(ideas):  # (rmsnorm: no bias, which would not be scaled)
+    for with_norm in (True, False):
+        attention = random_weights(modern(*(ideas if with_norm else ideas[:-1]))).transformer.h[0].attn
+        x = torch.randn(2, 8, 32)
+        with torch.no_grad():
+            before = attention(x)
+            query_weights(attention).mul_(10.0)
+            after = attention(x)
+        assert torch.allclose(before, after, atol=1e-5) == with_norm
