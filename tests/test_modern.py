@@ -5,6 +5,7 @@ from dataclasses import asdict
 import pytest
 import torch
 from helpers import tiny_flags
+from torch.nn import functional as F
 
 import modern_gpt
 import train_gpt2
@@ -256,3 +257,11 @@ def test_qknorm_makes_attention_blind_to_the_scale_of_q(ideas):  # (rmsnorm: no 
             query_weights(attention).mul_(10.0)
             after = attention(x)
         assert torch.allclose(before, after, atol=1e-5) == with_norm
+
+
+def test_relu2_squares_the_relu_in_the_mlp():
+    mlp = random_weights(modern("relu2")).transformer.h[0].mlp
+    x = torch.randn(2, 8, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(mlp(x), mlp.c_proj(torch.relu(mlp.c_fc(x)) ** 2))
+        assert not torch.allclose(mlp(x), mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh")))
