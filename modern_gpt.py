@@ -56,6 +56,10 @@ IDEAS = {
     # ReLU squared (So et al. 2021, Primer, arXiv 2109.08668) as the MLP's nonlinearity instead of GELU: found by a
     # search over transformer variants; zero for negative inputs (sparse), and cheaper than GELU's tanh.
     "relu2": (5, "10/14/24", "ReLU(x)^2 instead of GELU in the MLP"),
+    # The layers that write into the residual stream (each attention's and MLP's c_proj) start at zero, instead of
+    # GPT-2's small random values scaled by 1/sqrt(2 n_layer): every block starts as the identity and the stream
+    # holds the embeddings alone, as in muP-style initialisations; the blocks are then grown by the optimizer.
+    "zero_init": (5, "10/14/24", "the output projections of attention and MLP initialised to zero"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
@@ -211,6 +215,11 @@ class ModernGPT(GPT):
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
         self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
         self.apply(self._init_weights)  # GPT-2's initialisation: with no ideas, the same weights for the same seed
+
+    def _init_weights(self, module):
+        super()._init_weights(module)  # GPT-2's
+        if "zero_init" in self.config.ideas and getattr(module, "is_residual_projection", False):
+            torch.nn.init.zeros_(module.weight)
 
     @classmethod
     def from_flags(cls, args):

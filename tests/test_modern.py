@@ -265,3 +265,13 @@ def test_relu2_squares_the_relu_in_the_mlp():
     with torch.no_grad():
         torch.testing.assert_close(mlp(x), mlp.c_proj(torch.relu(mlp.c_fc(x)) ** 2))
         assert not torch.allclose(mlp(x), mlp.c_proj(F.gelu(mlp.c_fc(x), approximate="tanh")))
+
+
+def test_zero_init_starts_every_block_as_the_identity():
+    model = modern("zero_init")
+    projections = [layer for block in model.transformer.h for layer in (block.attn.c_proj, block.mlp.c_proj)]
+    assert all(not p.weight.any() for p in projections)
+    assert model.transformer.h[0].mlp.c_fc.weight.std() > 0.01  # the rest as GPT-2's
+    x = torch.randn(2, 8, 32)
+    with torch.no_grad():
+        assert all(torch.equal(block(x), x) for block in model.transformer.h)
