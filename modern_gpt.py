@@ -60,11 +60,18 @@ IDEAS = {
     # GPT-2's small random values scaled by 1/sqrt(2 n_layer): every block starts as the identity and the stream
     # holds the embeddings alone, as in muP-style initialisations; the blocks are then grown by the optimizer.
     "zero_init": (5, "10/14/24", "the output projections of attention and MLP initialised to zero"),
+    # The head gets a matrix of its own instead of reusing the token embedding (undoing GPT-2's tying), starting at
+    # zero (all logits equal: the loss starts at ln V), with its own small learning rate, and the embedding gets a
+    # large one (record 9's 0.002 and 0.3). The two jobs differ: an embedding is looked up one row at a time, the head
+    # scores every token at once. As in the speedrun's code, the embedding is RMS-normalised before the first block,
+    # so that its large learning rate turns its rows rather than grows them.
+    "untied_head": (8, "11/03/24", "a head of its own, zero-initialised, with its own learning rate"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
 MUON_LR = 0.02  # Muon's peak learning rate, whatever --max_lr (record 9, 11/06/24)
 MUON_MOMENTUM = (0.85, 0.95, 500)  # from, to, over this many steps (record 9's momentum warmup)
+EMBED_LR, HEAD_LR = 0.3, 0.002  # untied_head's Adam learning rates of the embedding and the head (record 9)
 
 
 def parse_ideas(text):
@@ -213,8 +220,11 @@ class ModernGPT(GPT):
             ln_f=norm(config),
         ))
         self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
-        self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
+        if "untied_head" not in config.ideas:
+            self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
         self.apply(self._init_weights)  # GPT-2's initialisation: with no ideas, the same weights for the same seed
+        if "untied_head" in config.ideas:
+            torch.nn.init.zeros_(self.lm_head.weight)
 
     def _init_weights(self, module):
         super()._init_weights(module)  # GPT-2's
@@ -236,6 +246,8 @@ class ModernGPT(GPT):
         assert int(pos.max()) < self.config.block_size, \
             f"position {int(pos.max())} is past the model's block_size {self.config.block_size}"
         x = self.transformer.wte(idx)  # (B, T, C)
+        if "untied_head" in self.config.ideas:
+            x = F.rms_norm(x, (x.size(-1),))
         rotary = None
         if "rotary" in self.config.ideas:
             rotary = rotary_cos_sin(pos, self.config.n_embd // self.config.n_head)
@@ -254,27 +266,36 @@ class ModernGPT(GPT):
         return 6 * n_params + 12 * self.config.n_layer * self.config.n_embd * T
 
     def configure_optimizers(self, weight_decay, learning_rate, device_type):
-        """GPT's AdamW; with muon, Muon for the matrices inside the blocks and the same AdamW for the rest. With wsd,
-        AdamW's groups at WSD_LR_SCALE times the schedule's learning rate. Each group's lr_scale is the multiple of
-        the schedule's lr it runs at (train_gpt2.train_step)."""
-        if "muon" not in self.config.ideas:
+        """GPT's AdamW. With muon, Muon for the matrices inside the blocks; with untied_head, the embedding and the
+        head in AdamW groups of their own, at their own learning rates; with wsd, the other AdamW groups at
+        WSD_LR_SCALE times the schedule's learning rate. Each group's lr_scale is the multiple of the schedule's lr
+        it runs at (train_gpt2.train_step)."""
+        ideas = self.config.ideas
+        if "muon" not in ideas and "untied_head" not in ideas:
             optimizer = adamw = super().configure_optimizers(weight_decay, learning_rate, device_type)
         else:
-            hidden = [p for p in self.transformer.h.parameters() if p.dim() == 2]
-            rest = [p for p in self.parameters() if all(p is not h for h in hidden)]
+            hidden = [p for p in self.transformer.h.parameters() if p.dim() == 2] if "muon" in ideas else []
+            own = [(self.transformer.wte.weight, EMBED_LR), (self.lm_head.weight, HEAD_LR)] \
+                if "untied_head" in ideas else []
+            taken = hidden + [p for p, _ in own]
+            rest = [p for p in self.parameters() if all(p is not q for q in taken)]
             groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},
                       {"params": [p for p in rest if p.dim() < 2], "weight_decay": 0.0}]  # as GPT's
-            adamw = torch.optim.AdamW(groups, lr=learning_rate, betas=(0.9, 0.95), eps=1e-8,
-                                      fused=device_type in ("cuda", "cpu"))
-            muon = torch.optim.Muon(hidden, lr=MUON_LR, weight_decay=0.0, momentum=MUON_MOMENTUM[1], nesterov=True,
-                                    adjust_lr_fn="original")
-            muon.param_groups[0]["lr_scale"] = MUON_LR / learning_rate  # Muon's own peak, whatever --max_lr
-            optimizer = MuonWithAdamW(adamw, muon)
+            # The speedrun's learning rates are its own, whatever --max_lr; no weight decay, as in the speedrun.
+            groups += [{"params": [p], "weight_decay": 0.0, "lr_scale": lr / learning_rate} for p, lr in own]
+            adamw = torch.optim.AdamW([group for group in groups if group["params"]], lr=learning_rate,
+                                      betas=(0.9, 0.95), eps=1e-8, fused=device_type in ("cuda", "cpu"))
+            optimizer = adamw
+            if hidden:
+                muon = torch.optim.Muon(hidden, lr=MUON_LR, weight_decay=0.0, momentum=MUON_MOMENTUM[1],
+                                        nesterov=True, adjust_lr_fn="original")
+                muon.param_groups[0]["lr_scale"] = MUON_LR / learning_rate
+                optimizer = MuonWithAdamW(adamw, muon)
             print0(f"Muon: {len(hidden)} matrices, {sum(p.numel() for p in hidden):,} parameters; AdamW: "
-                   f"{len(rest)} tensors, {sum(p.numel() for p in rest):,} parameters")
-        if "wsd" in self.config.ideas:
+                   f"{len(rest) + len(own)} tensors, {sum(p.numel() for p in rest + [p for p, _ in own]):,} parameters")
+        if "wsd" in ideas:
             for group in adamw.param_groups:
-                group["lr_scale"] = WSD_LR_SCALE
+                group.setdefault("lr_scale", WSD_LR_SCALE)  # not the groups with a learning rate of their own
         return optimizer
 
     def export_hf(self, out_dir):

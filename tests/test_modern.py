@@ -1,5 +1,6 @@
 """modern_gpt.py: with --ideas none it is the lecture's GPT-2 (the same logits from the same weights, the same log from
 the same seed); with ideas it trains, resumes exactly and refuses what it cannot do, saying why."""
+import math
 from dataclasses import asdict
 
 import pytest
@@ -126,7 +127,7 @@ def test_each_idea_learns_a_batch_with_its_optimizer(ideas):
     optimizer = model.configure_optimizers(0.0, 1e-2, "cpu")
     x, y = torch.randint(0, CONFIG.vocab_size, (2, 2, 16))
     losses = []
-    for _ in range(10):
+    for _ in range(25):
         optimizer.zero_grad()
         loss = model(x, y)[1]
         loss.backward()
@@ -275,3 +276,15 @@ def test_zero_init_starts_every_block_as_the_identity():
     x = torch.randn(2, 8, 32)
     with torch.no_grad():
         assert all(torch.equal(block(x), x) for block in model.transformer.h)
+
+
+def test_untied_head_starts_at_zero_with_learning_rates_of_its_own():
+    model = modern("untied_head")
+    assert model.lm_head.weight is not model.transformer.wte.weight and not model.lm_head.weight.any()
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 8))
+    assert model(idx, idx)[1].item() == pytest.approx(math.log(CONFIG.vocab_size))  # every token equally likely
+    optimizer = model.configure_optimizers(0.1, 1e-3, "cpu")
+    lr_of = {id(p): 1e-3 * group.get("lr_scale", 1.0) for group in optimizer.param_groups for p in group["params"]}
+    assert lr_of[id(model.lm_head.weight)] == pytest.approx(modern_gpt.HEAD_LR)
+    assert lr_of[id(model.transformer.wte.weight)] == pytest.approx(modern_gpt.EMBED_LR)
+    assert len(lr_of) == len(list(model.parameters()))  # every parameter in one group
