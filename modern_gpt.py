@@ -66,12 +66,18 @@ IDEAS = {
     # scores every token at once. As in the speedrun's code, the embedding is RMS-normalised before the first block,
     # so that its large learning rate turns its rows rather than grows them.
     "untied_head": (8, "11/03/24", "a head of its own, zero-initialised, with its own learning rate"),
+    # The logits squashed into (-30, 30) by 30 tanh(logits / 30), as Gemma 2 does (Gemma Team 2024, arXiv
+    # 2408.00118): small logits pass unchanged, and no logit can run away to make the model over-confident. Inside
+    # the head, so that HellaSwag and sampling, which call the head themselves, see the logits training sees. (Record
+    # 18, 01/04/25, lowered the cap to 15.)
+    "softcap": (9, "11/06/24", "logits capped smoothly at +-30 by a tanh"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
 MUON_LR = 0.02  # Muon's peak learning rate, whatever --max_lr (record 9, 11/06/24)
 MUON_MOMENTUM = (0.85, 0.95, 500)  # from, to, over this many steps (record 9's momentum warmup)
 EMBED_LR, HEAD_LR = 0.3, 0.002  # untied_head's Adam learning rates of the embedding and the head (record 9)
+SOFTCAP = 30.0  # softcap's bound on the logits (record 9)
 
 
 def parse_ideas(text):
@@ -138,6 +144,12 @@ def rotate(x, cos, sin):
     """x (B, nh, T, hs) with channels i and i + hs/2 turned together by their angle: a 2-D rotation of each pair."""
     x1, x2 = x.chunk(2, dim=-1)  # each (B, nh, T, hs/2)
     return (x * cos + torch.cat((-x2, x1), dim=-1) * sin).type_as(x)  # in x's dtype under autocast too
+
+
+class SoftCappedHead(nn.Linear):
+    """The output head with its logits squashed into (-SOFTCAP, SOFTCAP) (softcap)."""
+    def forward(self, x):
+        return SOFTCAP * torch.tanh(super().forward(x) / SOFTCAP)
 
 
 def norm(config):
@@ -219,7 +231,8 @@ class ModernGPT(GPT):
             h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
             ln_f=norm(config),
         ))
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        head = SoftCappedHead if "softcap" in config.ideas else nn.Linear
+        self.lm_head = head(config.n_embd, config.vocab_size, bias=False)
         if "untied_head" not in config.ideas:
             self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
         self.apply(self._init_weights)  # GPT-2's initialisation: with no ideas, the same weights for the same seed

@@ -288,3 +288,16 @@ def test_untied_head_starts_at_zero_with_learning_rates_of_its_own():
     assert lr_of[id(model.lm_head.weight)] == pytest.approx(modern_gpt.HEAD_LR)
     assert lr_of[id(model.transformer.wte.weight)] == pytest.approx(modern_gpt.EMBED_LR)
     assert len(lr_of) == len(list(model.parameters()))  # every parameter in one group
+
+
+def test_softcap_bounds_the_logits_smoothly_in_the_head_that_hellaswag_calls():
+    model = random_weights(modern("softcap"))
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 8))
+    with torch.no_grad():
+        model.lm_head.weight.mul_(100.0)
+        hidden = model.hidden_states(idx)
+        raw = hidden @ model.lm_head.weight.t()  # (B, T, V), uncapped
+        logits = model(idx)[0]
+    assert raw.abs().max() > 100 and logits.abs().max() < modern_gpt.SOFTCAP
+    torch.testing.assert_close(logits, modern_gpt.SOFTCAP * torch.tanh(raw / modern_gpt.SOFTCAP))
+    torch.testing.assert_close(model.lm_head(hidden), logits)  # what HellaSwag's scoring computes
