@@ -71,6 +71,12 @@ IDEAS = {
     # the head, so that HellaSwag and sampling, which call the head themselves, see the logits training sees. (Record
     # 18, 01/04/25, lowered the cap to 15.)
     "softcap": (9, "11/06/24", "logits capped smoothly at +-30 by a tanh"),
+    # Two shortcuts from the first layers to every block, each mixed in by learned weights: the value residual (Zhou
+    # et al. 2024, arXiv 2410.17897), each attention's values mixed with the first block's, (1 - l) v + l v_1, l
+    # starting at 0.5, which keeps later layers from attending to ever fewer tokens; and the embedding shortcut, each
+    # block's input a x + b x_0 with x_0 the embedding, starting at a = 1, b = 0, so that what a token is stays at
+    # hand however deep.
+    "shortcuts": (9, "11/06/24", "value residual and embedding shortcut, with learned weights"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
@@ -168,11 +174,16 @@ class Attention(nn.Module):
         self.c_proj.is_residual_projection = True  # scaled at init, as in GPT-2 (GPT._init_weights)
         self.n_head = config.n_head
         self.qknorm = "qknorm" in config.ideas
+        self.value_mix = nn.Parameter(torch.tensor(0.5)) if "shortcuts" in config.ideas else None  # l
 
-    def forward(self, x, kv_cache=None, attn_mask=None, rotary=None):
+    def forward(self, x, kv_cache=None, attn_mask=None, rotary=None, v_1=None):
+        """The attention's output, and the first block's values (this block's, if v_1 is None)."""
         B, T, C = x.size()
         qkv = (self.c_q(x), self.c_k(x), self.c_v(x)) if hasattr(self, "c_q") else self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in qkv)  # each (B, nh, T, hs)
+        if self.value_mix is not None:  # the value residual: (1 - l) v + l v_1; the first block's v_1 is its v
+            v_1 = v if v_1 is None else v_1
+            v = (1 - self.value_mix) * v + self.value_mix * v_1
         if self.qknorm:
             q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))  # over hs, for each head and token
         if rotary is not None:  # (cos, sin) of this row's positions; the cache keeps keys already turned
@@ -185,7 +196,7 @@ class Attention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, is_causal=q.size(2) == k.size(2))  # (B, nh, T, hs)
         else:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)
-        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))  # heads side by side again: (B, T, C)
+        return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C)), v_1  # heads side by side again: (B, T, C)
 
 
 class MLP(nn.Module):
@@ -210,10 +221,16 @@ class Block(nn.Module):
         self.attn = Attention(config)
         self.ln_2 = norm(config)
         self.mlp = MLP(config)
+        # The embedding shortcut's (a, b): the block's input is a x + b x_0.
+        self.input_mix = nn.Parameter(torch.tensor([1.0, 0.0])) if "shortcuts" in config.ideas else None
 
-    def forward(self, x, kv_cache=None, attn_mask=None, rotary=None):
-        x = x + self.attn(self.ln_1(x), kv_cache, attn_mask, rotary)
-        return x + self.mlp(self.ln_2(x))
+    def forward(self, x, x_0, v_1, kv_cache=None, attn_mask=None, rotary=None):
+        """The block's output, and the first block's values (see Attention.forward). x_0: the embedding."""
+        if self.input_mix is not None:
+            x = self.input_mix[0] * x + self.input_mix[1] * x_0
+        y, v_1 = self.attn(self.ln_1(x), kv_cache, attn_mask, rotary, v_1)
+        x = x + y
+        return x + self.mlp(self.ln_2(x)), v_1
 
 
 class ModernGPT(GPT):
@@ -266,8 +283,9 @@ class ModernGPT(GPT):
             rotary = rotary_cos_sin(pos, self.config.n_embd // self.config.n_head)
         else:
             x = x + self.transformer.wpe(pos)
+        x_0, v_1 = x, None  # the embedding, and the first block's values (shortcuts)
         for i, block in enumerate(self.transformer.h):
-            x = block(x, kv_cache[i] if kv_cache is not None else None, attn_mask, rotary)
+            x, v_1 = block(x, x_0, v_1, kv_cache[i] if kv_cache is not None else None, attn_mask, rotary)
         return self.transformer.ln_f(x)
 
     def flops_per_token(self, T):

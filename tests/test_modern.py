@@ -254,9 +254,9 @@ def test_qknorm_makes_attention_blind_to_the_scale_of_q(ideas):  # (rmsnorm: no 
         attention = random_weights(modern(*(ideas if with_norm else ideas[:-1]))).transformer.h[0].attn
         x = torch.randn(2, 8, 32)
         with torch.no_grad():
-            before = attention(x)
+            before = attention(x)[0]
             query_weights(attention).mul_(10.0)
-            after = attention(x)
+            after = attention(x)[0]
         assert torch.allclose(before, after, atol=1e-5) == with_norm
 
 
@@ -275,7 +275,7 @@ def test_zero_init_starts_every_block_as_the_identity():
     assert model.transformer.h[0].mlp.c_fc.weight.std() > 0.01  # the rest as GPT-2's
     x = torch.randn(2, 8, 32)
     with torch.no_grad():
-        assert all(torch.equal(block(x), x) for block in model.transformer.h)
+        assert all(torch.equal(block(x, x, None)[0], x) for block in model.transformer.h)
 
 
 def test_untied_head_starts_at_zero_with_learning_rates_of_its_own():
@@ -301,3 +301,24 @@ def test_softcap_bounds_the_logits_smoothly_in_the_head_that_hellaswag_calls():
     assert raw.abs().max() > 100 and logits.abs().max() < modern_gpt.SOFTCAP
     torch.testing.assert_close(logits, modern_gpt.SOFTCAP * torch.tanh(raw / modern_gpt.SOFTCAP))
     torch.testing.assert_close(model.lm_head(hidden), logits)  # what HellaSwag's scoring computes
+
+
+def test_shortcuts_give_every_block_the_embedding_and_the_first_blocks_values():
+    idx = torch.randint(0, CONFIG.vocab_size, (2, 8))
+    with torch.no_grad():
+        # Embedding shortcut: a block whose input weights are (0, 1) sees the embedding, whatever came before it.
+        model = random_weights(modern("rmsnorm", "shortcuts", n_layer=3))
+        first, second, third = model.transformer.h
+        third.input_mix.copy_(torch.tensor([0.0, 1.0]))
+        before = model(idx)[0]
+        second.mlp.c_fc.weight.normal_()
+        assert torch.equal(model(idx)[0], before)
+        # Value residual: with l = 1, a block's attention uses the first block's values, not its own.
+        model = random_weights(modern("rmsnorm", "shortcuts", n_layer=3))
+        first, second, third = model.transformer.h
+        second.attn.value_mix.fill_(1.0)
+        before = model(idx)[0]
+        second.attn.c_attn.weight[2 * 32:].normal_()  # the rows that make v
+        assert torch.equal(model(idx)[0], before)
+        second.attn.c_attn.weight[:32].normal_()  # q still matters
+        assert not torch.equal(model(idx)[0], before)
