@@ -77,6 +77,11 @@ IDEAS = {
     # block's input a x + b x_0 with x_0 the embedding, starting at a = 1, b = 0, so that what a token is stays at
     # hand however deep.
     "shortcuts": (9, "11/06/24", "value residual and embedding shortcut, with learned weights"),
+    # U-net skips (Ronneberger et al. 2015's pattern): the first half of the blocks is an encoder whose outputs are
+    # kept, and each block of the second half adds the output of its mirror image (the last encoder block's to the
+    # first decoder block's input, and so on outwards), weighted by a learned weight starting at 1. Deep layers get
+    # the early layers' features back directly. (Record 11 also doubled the learning rates; not here.)
+    "unet": (11, "11/10/24", "U-net skips from the first half of the blocks to the second, with learned weights"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
@@ -252,6 +257,8 @@ class ModernGPT(GPT):
         self.lm_head = head(config.n_embd, config.vocab_size, bias=False)
         if "untied_head" not in config.ideas:
             self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
+        if "unet" in config.ideas:  # one weight per decoder block that has an encoder block to mirror
+            self.skip_weights = nn.Parameter(torch.ones(config.n_layer // 2))
         self.apply(self._init_weights)  # GPT-2's initialisation: with no ideas, the same weights for the same seed
         if "untied_head" in config.ideas:
             torch.nn.init.zeros_(self.lm_head.weight)
@@ -284,8 +291,14 @@ class ModernGPT(GPT):
         else:
             x = x + self.transformer.wpe(pos)
         x_0, v_1 = x, None  # the embedding, and the first block's values (shortcuts)
+        unet = "unet" in self.config.ideas
+        encoder, skips = self.config.n_layer // 2 if unet else self.config.n_layer, []  # encoder blocks, outputs
         for i, block in enumerate(self.transformer.h):
+            if i >= encoder and skips:  # a decoder block: its mirror image's output, last in first out
+                x = x + self.skip_weights[i - encoder] * skips.pop()
             x, v_1 = block(x, x_0, v_1, kv_cache[i] if kv_cache is not None else None, attn_mask, rotary)
+            if i < encoder and unet:
+                skips.append(x)
         return self.transformer.ln_f(x)
 
     def flops_per_token(self, T):

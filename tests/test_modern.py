@@ -322,3 +322,24 @@ def test_shortcuts_give_every_block_the_embedding_and_the_first_blocks_values():
         assert torch.equal(model(idx)[0], before)
         second.attn.c_attn.weight[:32].normal_()  # q still matters
         assert not torch.equal(model(idx)[0], before)
+
+
+@pytest.mark.parametrize("n_layer", [4, 5])
+def test_unet_adds_each_encoder_blocks_output_to_its_mirror_decoder_blocks_input(n_layer):
+    model = random_weights(modern("unet", n_layer=n_layer))
+    inputs, outputs = [], []
+
+    def record(module, args, out):  # (returning None keeps the block's output)
+        inputs.append(args[0])
+        outputs.append(out[0])
+    for block in model.transformer.h:
+        block.register_forward_hook(record)
+    with torch.no_grad():
+        model(torch.randint(0, CONFIG.vocab_size, (2, 8)))
+    w = model.skip_weights
+    assert len(w) == 2
+    torch.testing.assert_close(inputs[1], outputs[0])  # the encoder: a plain stack
+    torch.testing.assert_close(inputs[2], outputs[1] + w[0] * outputs[1])  # block 1 mirrors block 2
+    torch.testing.assert_close(inputs[3], outputs[2] + w[1] * outputs[0])  # block 0 mirrors block 3
+    if n_layer == 5:
+        torch.testing.assert_close(inputs[4], outputs[3])  # no mirror left for the odd block
