@@ -82,6 +82,12 @@ IDEAS = {
     # first decoder block's input, and so on outwards), weighted by a learned weight starting at 1. Deep layers get
     # the early layers' features back directly. (Record 11 also doubled the learning rates; not here.)
     "unet": (11, "11/10/24", "U-net skips from the first half of the blocks to the second, with learned weights"),
+    # Value embeddings: tables of their own, looked up with the tokens like the token embedding, mixed into the
+    # attention's values, a v + b ve, (a, b) learned from (0.5, 0.5): each token brings a value of its own to every
+    # attention that reads it, however deep. Record 14 gave every block a table; record 15 (12/08/24) shared 3
+    # tables in a U-net pattern (the first 3 blocks and the last 3, the middle ones none), which is what is built
+    # here (fewer tables for fewer than 6 blocks). Learned at the embedding's rate (EMBED_LR), as in the speedrun.
+    "value_embeds": (14, "12/04/24", "embedding tables mixed into the attention's values (U-net pattern)"),
 }
 WSD_LR_SCALE = 3.0  # the peak learning rate of wsd, as a multiple of --max_lr (record 2: 1.8e-3 = 3 x 6e-4)
 WSD_COOLDOWN = 0.2  # the fraction of the steps over which wsd decays (Hägele et al.; record 2: 2,000 of 9,500)
@@ -163,12 +169,23 @@ class SoftCappedHead(nn.Linear):
         return SOFTCAP * torch.tanh(super().forward(x) / SOFTCAP)
 
 
+def value_embed_table(layer, n_layer):
+    """The value embedding table that block `layer` of n_layer reads (value_embeds), or None: table i for the i-th
+    block from the start and the i-th of the last ones, min(3, n_layer // 2) tables."""
+    k = min(3, n_layer // 2)
+    if layer < k:
+        return layer
+    if layer >= n_layer - k:
+        return layer - (n_layer - k)
+    return None
+
+
 def norm(config):
     return RMSNorm() if "rmsnorm" in config.ideas else nn.LayerNorm(config.n_embd)
 
 
 class Attention(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, value_embed=False):
         super().__init__()
         bias = "rmsnorm" not in config.ideas
         if "muon" in config.ideas:  # Muon orthogonalises each matrix it updates: q, k and v as three
@@ -180,15 +197,20 @@ class Attention(nn.Module):
         self.n_head = config.n_head
         self.qknorm = "qknorm" in config.ideas
         self.value_mix = nn.Parameter(torch.tensor(0.5)) if "shortcuts" in config.ideas else None  # l
+        self.value_embed_mix = nn.Parameter(torch.tensor([0.5, 0.5])) if value_embed else None  # (a, b)
 
-    def forward(self, x, kv_cache=None, attn_mask=None, rotary=None, v_1=None):
-        """The attention's output, and the first block's values (this block's, if v_1 is None)."""
+    def forward(self, x, kv_cache=None, attn_mask=None, rotary=None, v_1=None, ve=None):
+        """The attention's output, and the first block's values (this block's, if v_1 is None). ve (B, T, C): this
+        block's value embeddings of the tokens, if it has a table."""
         B, T, C = x.size()
         qkv = (self.c_q(x), self.c_k(x), self.c_v(x)) if hasattr(self, "c_q") else self.c_attn(x).split(C, dim=2)
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in qkv)  # each (B, nh, T, hs)
         if self.value_mix is not None:  # the value residual: (1 - l) v + l v_1; the first block's v_1 is its v
             v_1 = v if v_1 is None else v_1
             v = (1 - self.value_mix) * v + self.value_mix * v_1
+        if self.value_embed_mix is not None:  # a v + b ve
+            ve = ve.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hs)
+            v = self.value_embed_mix[0] * v + self.value_embed_mix[1] * ve
         if self.qknorm:
             q, k = F.rms_norm(q, (q.size(-1),)), F.rms_norm(k, (k.size(-1),))  # over hs, for each head and token
         if rotary is not None:  # (cos, sin) of this row's positions; the cache keeps keys already turned
@@ -220,20 +242,21 @@ class MLP(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, config):
+    def __init__(self, config, layer):
         super().__init__()
         self.ln_1 = norm(config)
-        self.attn = Attention(config)
+        value_embed = "value_embeds" in config.ideas and value_embed_table(layer, config.n_layer) is not None
+        self.attn = Attention(config, value_embed)
         self.ln_2 = norm(config)
         self.mlp = MLP(config)
         # The embedding shortcut's (a, b): the block's input is a x + b x_0.
         self.input_mix = nn.Parameter(torch.tensor([1.0, 0.0])) if "shortcuts" in config.ideas else None
 
-    def forward(self, x, x_0, v_1, kv_cache=None, attn_mask=None, rotary=None):
+    def forward(self, x, x_0, v_1, kv_cache=None, attn_mask=None, rotary=None, ve=None):
         """The block's output, and the first block's values (see Attention.forward). x_0: the embedding."""
         if self.input_mix is not None:
             x = self.input_mix[0] * x + self.input_mix[1] * x_0
-        y, v_1 = self.attn(self.ln_1(x), kv_cache, attn_mask, rotary, v_1)
+        y, v_1 = self.attn(self.ln_1(x), kv_cache, attn_mask, rotary, v_1, ve)
         x = x + y
         return x + self.mlp(self.ln_2(x)), v_1
 
@@ -250,13 +273,16 @@ class ModernGPT(GPT):
         self.transformer = nn.ModuleDict(dict(
             wte=nn.Embedding(config.vocab_size, config.n_embd),
             **({} if "rotary" in config.ideas else {"wpe": nn.Embedding(config.block_size, config.n_embd)}),
-            h=nn.ModuleList([Block(config) for _ in range(config.n_layer)]),
+            h=nn.ModuleList([Block(config, layer) for layer in range(config.n_layer)]),
             ln_f=norm(config),
         ))
         head = SoftCappedHead if "softcap" in config.ideas else nn.Linear
         self.lm_head = head(config.n_embd, config.vocab_size, bias=False)
         if "untied_head" not in config.ideas:
             self.transformer.wte.weight = self.lm_head.weight  # tied, as in GPT-2
+        if "value_embeds" in config.ideas:
+            self.value_embeds = nn.ModuleList([nn.Embedding(config.vocab_size, config.n_embd)
+                                               for _ in range(min(3, config.n_layer // 2))])
         if "unet" in config.ideas:  # one weight per decoder block that has an encoder block to mirror
             self.skip_weights = nn.Parameter(torch.ones(config.n_layer // 2))
         self.apply(self._init_weights)  # GPT-2's initialisation: with no ideas, the same weights for the same seed
@@ -293,10 +319,13 @@ class ModernGPT(GPT):
         x_0, v_1 = x, None  # the embedding, and the first block's values (shortcuts)
         unet = "unet" in self.config.ideas
         encoder, skips = self.config.n_layer // 2 if unet else self.config.n_layer, []  # encoder blocks, outputs
+        ves = [table(idx) for table in self.value_embeds] if "value_embeds" in self.config.ideas else []  # (B, T, C)
         for i, block in enumerate(self.transformer.h):
             if i >= encoder and skips:  # a decoder block: its mirror image's output, last in first out
                 x = x + self.skip_weights[i - encoder] * skips.pop()
-            x, v_1 = block(x, x_0, v_1, kv_cache[i] if kv_cache is not None else None, attn_mask, rotary)
+            table = value_embed_table(i, self.config.n_layer) if ves else None
+            x, v_1 = block(x, x_0, v_1, kv_cache[i] if kv_cache is not None else None, attn_mask, rotary,
+                           ves[table] if table is not None else None)
             if i < encoder and unet:
                 skips.append(x)
         return self.transformer.ln_f(x)
@@ -315,12 +344,14 @@ class ModernGPT(GPT):
         WSD_LR_SCALE times the schedule's learning rate. Each group's lr_scale is the multiple of the schedule's lr
         it runs at (train_gpt2.train_step)."""
         ideas = self.config.ideas
-        if "muon" not in ideas and "untied_head" not in ideas:
+        if not {"muon", "untied_head", "value_embeds"} & set(ideas):
             optimizer = adamw = super().configure_optimizers(weight_decay, learning_rate, device_type)
         else:
             hidden = [p for p in self.transformer.h.parameters() if p.dim() == 2] if "muon" in ideas else []
             own = [(self.transformer.wte.weight, EMBED_LR), (self.lm_head.weight, HEAD_LR)] \
                 if "untied_head" in ideas else []
+            if "value_embeds" in ideas:
+                own += [(table.weight, EMBED_LR) for table in self.value_embeds]
             taken = hidden + [p for p, _ in own]
             rest = [p for p in self.parameters() if all(p is not q for q in taken)]
             groups = [{"params": [p for p in rest if p.dim() >= 2], "weight_decay": weight_decay},

@@ -343,3 +343,20 @@ def test_unet_adds_each_encoder_blocks_output_to_its_mirror_decoder_blocks_input
     torch.testing.assert_close(inputs[3], outputs[2] + w[1] * outputs[0])  # block 0 mirrors block 3
     if n_layer == 5:
         torch.testing.assert_close(inputs[4], outputs[3])  # no mirror left for the odd block
+
+
+def test_value_embeds_share_tables_in_a_unet_pattern_and_reach_the_values():
+    assert [modern_gpt.value_embed_table(i, 12) for i in range(12)] == [0, 1, 2, *[None] * 6, 0, 1, 2]
+    assert [modern_gpt.value_embed_table(i, 4) for i in range(4)] == [0, 1, 0, 1]
+    model = random_weights(modern("rmsnorm", "value_embeds", n_layer=4))
+    assert len(model.value_embeds) == 2
+    idx = torch.arange(16).view(2, 8)  # every token once
+    with torch.no_grad():
+        before = model(idx)[0]
+        model.value_embeds[1].weight[idx[0, 3]].normal_()  # one token's row of a table
+        after = model(idx)[0]
+    changed = (after - before).abs().amax(dim=-1) > 0  # (B, T): which positions' logits moved
+    assert changed[0, 3:].all() and not changed[0, :3].any() and not changed[1].any()  # from that token on
+    optimizer = model.configure_optimizers(0.1, 1e-3, "cpu")
+    lr_of = {id(p): 1e-3 * group.get("lr_scale", 1.0) for group in optimizer.param_groups for p in group["params"]}
+    assert all(lr_of[id(table.weight)] == pytest.approx(modern_gpt.EMBED_LR) for table in model.value_embeds)
