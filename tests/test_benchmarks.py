@@ -1,4 +1,5 @@
 """The benchmark scripts: what they do where they cannot measure, and the GPU table's rows run on the CPU."""
+import argparse
 import os
 import subprocess
 import sys
@@ -56,3 +57,29 @@ def test_the_gpu_check_script_refuses_a_machine_without_a_gpu_smoke(tmp_path):
     assert out.returncode == 1
     written = (tmp_path / "check.txt").read_text()
     assert "torch sees none here: nothing was run" in written and "tests/test_gpu.py" not in written
+
+
+def test_the_modern_ladder_runs_each_idea_added_and_left_out_and_reads_its_curves(shakespeare):
+    sys.path.insert(0, os.path.join(ROOT, "benchmarks"))
+    import modern_ladder
+
+    import modern_gpt
+    ideas = modern_gpt.parse_ideas("all")
+    configurations = dict((ideas_, label) for label, ideas_ in modern_ladder.configurations())
+    assert len(configurations) == len(modern_ladder.configurations()) == 2 * len(ideas)  # each run once
+    assert configurations["none"] == "none (the lecture)"
+    assert configurations[",".join(ideas)] == f"+ {ideas[-1]} (= all)"
+    for i, name in enumerate(ideas):
+        assert configurations[",".join(ideas[:i + 1])].startswith(f"+ {name}")
+        assert f"all but {name}" in configurations[",".join(ideas[:i] + ideas[i + 1:])]
+    # The val loss falls from 5 to 3 between the evaluations at steps 10 and 20: 4 is reached half way, at step 15.
+    assert modern_ladder.tokens_to_reach({0: 6.0, 10: 5.0, 20: 3.0}, 4.0, 100) == 1500
+    assert modern_ladder.tokens_to_reach({0: 6.0, 10: 5.0}, 4.0, 100) is None
+    args = argparse.Namespace(quick=True, steps=2, eval_interval=1)
+    result = modern_ladder.run("rmsnorm", 0, args, shakespeare)  # one real run of the script's command line
+    assert sorted(result["val"]) == [0, 1, 2] and result["ms"] > 0
+    results = {"none": {"0": {"val": {1: 5.0, 2: 4.0}, "ms": 10.0}}, "rmsnorm": {"0": result}}
+    rows = modern_ladder.table(results, [0], 64).splitlines()
+    assert rows[2] == "| none (the lecture) | 4.000 (4.000-4.000) | 128 | 1.00x |"
+    assert rows[3].startswith(f"| + rmsnorm | {result['val'][2]:.3f} (") and rows[3].endswith(
+        f"| {result['ms'] / 10.0:.2f}x |") and len(rows) == 4
