@@ -360,3 +360,36 @@ def test_value_embeds_share_tables_in_a_unet_pattern_and_reach_the_values():
     optimizer = model.configure_optimizers(0.1, 1e-3, "cpu")
     lr_of = {id(p): 1e-3 * group.get("lr_scale", 1.0) for group in optimizer.param_groups for p in group["params"]}
     assert all(lr_of[id(table.weight)] == pytest.approx(modern_gpt.EMBED_LR) for table in model.value_embeds)
+
+
+def test_all_ideas_stop_and_resume_gives_the_straight_run(shakespeare, tmp_path):
+    run = ["--data", shakespeare, *TINY, "--ideas", "all"]  # muon's momentum, wsd's schedule and every idea's tensor
+    modern_gpt.main([*run, "--log_dir", str(tmp_path / "straight")])
+    resumed = tmp_path / "resumed"
+    resumed.mkdir()
+    (resumed / "model_00002.pt").write_bytes((tmp_path / "straight" / "model_00002.pt").read_bytes())
+    lines = read(tmp_path / "straight" / "log.txt").splitlines(keepends=True)
+    (resumed / "log.txt").write_text("".join(lines[:next(i for i, line in enumerate(lines) if line[0] == "3")]))
+    modern_gpt.main([*run, "--log_dir", str(resumed), "--resume", "auto"])
+    assert read(resumed / "log.txt") == read(tmp_path / "straight" / "log.txt")
+    a = torch.load(tmp_path / "straight" / "model_00004.pt", weights_only=True)["model"]
+    b = torch.load(resumed / "model_00004.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_export_hf_writes_gpt2_for_ideas_none_and_refuses_ideas_saying_why(tmp_path):
+    from transformers import GPT2LMHeadModel
+    for ideas in [(), ("rotary",)]:
+        path = str(tmp_path / f"model_{len(ideas)}.pt")
+        train_gpt2.save_checkpoint(path, modern(*ideas, vocab_size=50257), step=1, val_loss=4.0,
+                                   args=train_gpt2.parse_args([], modern_gpt.add_ideas_flag))
+        out = tmp_path / f"hf_{len(ideas)}"
+        if ideas:
+            with pytest.raises(SystemExit, match="ideas rotary, which transformers' GPT2LMHeadModel cannot hold"):
+                modern_gpt.main(["--init_from", path, "--export_hf", str(out), "--device", "cpu"])
+            assert not out.exists()
+            continue
+        modern_gpt.main(["--init_from", path, "--export_hf", str(out), "--device", "cpu"])
+        idx = torch.randint(0, 50257, (1, 16))
+        expected = modern_gpt.ModernGPT.load(path)(idx)[0]
+        torch.testing.assert_close(GPT2LMHeadModel.from_pretrained(out)(idx).logits, expected, rtol=1e-4, atol=1e-4)
