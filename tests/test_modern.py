@@ -5,9 +5,10 @@ from dataclasses import asdict
 
 import pytest
 import torch
-from helpers import tiny_flags
+from helpers import tiny_flags, write_hellaswag
 from torch.nn import functional as F
 
+import hellaswag
 import modern_gpt
 import train_gpt2
 from plumbing.cli import InputError
@@ -393,3 +394,17 @@ def test_export_hf_writes_gpt2_for_ideas_none_and_refuses_ideas_saying_why(tmp_p
         idx = torch.randint(0, 50257, (1, 16))
         expected = modern_gpt.ModernGPT.load(path)(idx)[0]
         torch.testing.assert_close(GPT2LMHeadModel.from_pretrained(out)(idx).logits, expected, rtol=1e-4, atol=1e-4)
+
+
+def test_a_run_with_every_idea_scores_hellaswag_as_its_checkpoint_does_and_samples(shakespeare, tmp_path, capsys):
+    write_hellaswag(tmp_path / "hellaswag")
+    modern_gpt.main(["--data", shakespeare, "--log_dir", str(tmp_path / "log"), *TINY, "--ideas", "all",
+                     "--hellaswag", "--hellaswag_dir", str(tmp_path / "hellaswag")])
+    samples = [line for line in capsys.readouterr().out.splitlines() if "sample:" in line]
+    logged = {line.split()[0]: float(line.split()[2]) for line in read(tmp_path / "log" / "log.txt").splitlines()
+              if " hella " in line}
+    model = modern_gpt.ModernGPT.load(str(tmp_path / "log" / "model_00004.pt")).eval()
+    assert model.config.ideas == modern_gpt.parse_ideas("all")
+    _, correct_norm, total = hellaswag.evaluate(model, data_dir=str(tmp_path / "hellaswag"))
+    assert sorted(logged) == ["0", "2", "4"] and logged["4"] == round(correct_norm / total, 4) and total == 6
+    assert len(samples) == 2  # at step 2 and at the end, from the KV cache
