@@ -2,7 +2,9 @@
 # The GPU check, for the day a GPU is lent: tests/test_gpu.py (the real CUDA paths, about 4 minutes: among them one
 # compile for the probe and step 0, the val batches of a halved-then-resumed run, MFU in float32), then
 # benchmarks/gpu_speed.py --quick (each "make it fast" step's tok/s and MFU, one run of 8 steps per row), then
-# benchmarks/stop_time.py (how long a SIGTERM takes to stop gpt2 under torchrun), at most 11 minutes in all. The
+# benchmarks/stop_time.py (how long a SIGTERM takes to stop gpt2 under torchrun), then benchmarks/modern_ladder.py
+# --gpu (GPT-2 (124M) with modern_gpt.py's ideas and without: tok/s and val loss after the same 100 steps), at most
+# 15 minutes in all. The
 # outputs go to one file; it exits non-zero if any part fails or runs out of time.
 #
 # Run it from a checkout with tiny Shakespeare as input.txt and the GPT-2 tokenizer files in $TIKTOKEN_CACHE_DIR
@@ -35,5 +37,9 @@ echo "== benchmarks/stop_time.py: gpt2 (124M) under torchrun, SIGTERM halfway th
 timeout 180 "$python" benchmarks/stop_time.py --torchrun 1 -- --data input.txt --no-hellaswag --seq_len 256 \
     --max_steps 50 --warmup_steps 5 --eval_interval 1000 --sample_interval 1000
 stop=$?
-echo "== tests/test_gpu.py: exit status $tests; benchmarks/gpu_speed.py: $speed; stop_time.py: $stop (124: out of time)"
-[ "$tests" -eq 0 ] && [ "$speed" -eq 0 ] && [ "$stop" -eq 0 ]
+echo "== benchmarks/modern_ladder.py --gpu: GPT-2 (124M), 100 steps of 16 x 1024 tokens, --ideas none and all"
+timeout 240 "$python" benchmarks/modern_ladder.py --gpu --out "$(mktemp -d)/modern_gpu.json"
+modern=$?
+echo "== tests/test_gpu.py: exit status $tests; benchmarks/gpu_speed.py: $speed; stop_time.py: $stop;" \
+     "modern_ladder.py: $modern (124: out of time)"
+[ "$tests" -eq 0 ] && [ "$speed" -eq 0 ] && [ "$stop" -eq 0 ] && [ "$modern" -eq 0 ]

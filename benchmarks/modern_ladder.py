@@ -10,11 +10,13 @@ seeds, each in a process of its own. Per configuration it prints:
     tokens to reach  the training tokens after which the val loss, averaged over seeds and interpolated between
                      evaluations (every --eval_interval steps), first reaches the lecture's mean final val loss
     time/step        the median time of a training step (steps 5 on), mean over seeds, over the lecture's
+    tok/s            the training tokens a second of that median step
 The runs go seed by seed through every configuration, so that a drift of the machine's speed spreads over all; the
 results are kept in --out as they come, so that a run stopped part way goes on where it stopped.
 
     python benchmarks/modern_ladder.py                  # 24 configurations x 3 seeds: about an hour on 2 cores
     python benchmarks/modern_ladder.py --quick          # 2 steps of a tiny model per run, to try the script
+    python benchmarks/modern_ladder.py --gpu            # on a GPU: GPT-2 (124M) with and without the ideas
 """
 import argparse
 import json
@@ -31,13 +33,24 @@ import modern_gpt  # noqa: E402  (after the path: the ideas and their order)
 
 MODEL = ["--n_layer", "4", "--n_head", "4", "--n_embd", "128", "--batch_size", "8", "--seq_len", "128",
          "--total_batch_size", "1024", "--max_lr", "2e-3"]  # the README's first command
-TINY = ["--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
+GPU = ["--device", "cuda", "--batch_size", "16", "--seq_len", "1024", "--total_batch_size", "16384",  # GPT-2 (124M)
+       "--val_steps", "2"]  # (tiny Shakespeare's val split holds 2 batches of 16 x 1024)
+TINY = ["--device", "cpu", "--n_layer", "2", "--n_head", "2", "--n_embd", "32", "--batch_size", "2", "--seq_len", "32",
         "--total_batch_size", "64", "--max_lr", "3e-3", "--no-compile"]
 
 
-def configurations():
-    """(label, --ideas) of the ladder and of every idea left out of all."""
+def setup(args):
+    """(the model's flags, tokens a step) of the CPU's configuration, --quick's or --gpu's."""
+    if args.quick:
+        return TINY, 64
+    return (GPU, 16384) if getattr(args, "gpu", False) else (["--device", "cpu", *MODEL], 1024)
+
+
+def configurations(gpu=False):
+    """(label, --ideas) of the ladder and of every idea left out of all; with --gpu, the lecture's and all."""
     ideas = list(modern_gpt.parse_ideas("all"))  # without muon on a torch that lacks it
+    if gpu:
+        return [("none (the lecture)", "none"), ("all", ",".join(ideas))]
     ladder = [("none (the lecture)", "none")] + [(f"+ {name}", ",".join(ideas[:i + 1])) for i, name in
                                                  enumerate(ideas)]
     ladder[-2] = (f"{ladder[-2][0]} (= all but {ideas[-1]})", ladder[-2][1])  # the same runs: listed once
@@ -49,11 +62,11 @@ def run(ideas, seed, args, data):
     """One training run: its val losses {step: loss} and the median time of its steps, in ms."""
     with tempfile.TemporaryDirectory() as log_dir:
         command = [sys.executable, os.path.join(ROOT, "modern_gpt.py"), "--data", data, "--log_dir", log_dir,
-                   "--device", "cpu", "--no-hellaswag", *(TINY if args.quick else MODEL),
+                   "--no-hellaswag",
                    "--max_steps", str(args.steps), "--warmup_steps", str(max(1, args.steps // 10)),
                    "--eval_interval", str(args.eval_interval), "--val_steps", "8", "--sample_interval",
                    str(args.steps), "--num_samples", "1", "--max_new_tokens", "8", "--seed", str(seed),
-                   "--ideas", ideas]
+                   *setup(args)[0], "--ideas", ideas]
         out = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
         if out.returncode != 0:
             sys.exit(f"{' '.join(command)} failed:\n{out.stderr[-3000:]}")
@@ -76,13 +89,13 @@ def tokens_to_reach(curve, target, tokens_per_step):
     return None
 
 
-def table(results, seeds, tokens_per_step):
+def table(results, seeds, tokens_per_step, gpu=False):
     lecture = results["none"]
     target = statistics.mean(lecture[str(s)]["val"][max(lecture[str(s)]["val"])] for s in seeds)
     lecture_ms = statistics.mean(lecture[str(s)]["ms"] for s in seeds)
-    lines = ["| ideas | val loss, mean (min-max) | tokens to reach the lecture's | time/step |",
-             "| --- | --- | --- | --- |"]
-    for label, ideas in configurations():
+    lines = ["| ideas | val loss, mean (min-max) | tokens to reach the lecture's | time/step | tok/s |",
+             "| --- | --- | --- | --- | --- |"]
+    for label, ideas in configurations(gpu):
         runs = [results[ideas][str(s)] for s in seeds if str(s) in results.get(ideas, {})]
         if len(runs) < len(seeds):
             continue
@@ -91,7 +104,8 @@ def table(results, seeds, tokens_per_step):
         reach = tokens_to_reach(curve, target, tokens_per_step)
         ms = statistics.mean(r["ms"] for r in runs)
         lines.append(f"| {label} | {statistics.mean(finals):.3f} ({min(finals):.3f}-{max(finals):.3f}) | "
-                     f"{'not reached' if reach is None else f'{reach:,.0f}'} | {ms / lecture_ms:.2f}x |")
+                     f"{'not reached' if reach is None else f'{reach:,.0f}'} | {ms / lecture_ms:.2f}x | "
+                     f"{tokens_per_step / ms * 1e3:,.0f} |")
     return "\n".join(lines)
 
 
@@ -103,9 +117,13 @@ def main():
     parser.add_argument("--data", default=os.path.join(ROOT, "input.txt"), help="tiny Shakespeare")
     parser.add_argument("--out", default="modern_ladder.json", help="where the results are kept as they come")
     parser.add_argument("--quick", action="store_true", help="a tiny model and 2 steps: to try the script")
+    parser.add_argument("--gpu", action="store_true", help="GPT-2 (124M), B 16 x T 1024, compiled, on CUDA: the "
+                        "lecture's and all the ideas, one seed, val 4 times (for benchmarks/gpu_check.sh)")
     args = parser.parse_args()
     if args.quick:
         args.steps, args.eval_interval = 2, 1
+    elif args.gpu:
+        args.seeds, args.eval_interval = 1, args.steps // 4
     results = {}
     if os.path.exists(args.out):
         with open(args.out) as f:
@@ -115,7 +133,7 @@ def main():
                 r["val"] = {int(step): loss for step, loss in r["val"].items()}
     seeds = list(range(args.seeds))
     for seed in seeds:
-        for label, ideas in configurations():
+        for label, ideas in configurations(args.gpu):
             if str(seed) in results.get(ideas, {}):
                 continue
             results.setdefault(ideas, {})[str(seed)] = run(ideas, seed, args, args.data)
@@ -125,7 +143,7 @@ def main():
             r = results[ideas][str(seed)]
             print(f"seed {seed} | {label:24s} | val {r['val'][max(r['val'])]:.4f} | {r['ms']:.1f} ms/step",
                   flush=True)
-    print(table(results, seeds, 64 if args.quick else 1024))
+    print(table(results, seeds, setup(args)[1], args.gpu))
 
 
 if __name__ == "__main__":

@@ -80,6 +80,6 @@ def test_the_modern_ladder_runs_each_idea_added_and_left_out_and_reads_its_curve
     assert sorted(result["val"]) == [0, 1, 2] and result["ms"] > 0
     results = {"none": {"0": {"val": {1: 5.0, 2: 4.0}, "ms": 10.0}}, "rmsnorm": {"0": result}}
     rows = modern_ladder.table(results, [0], 64).splitlines()
-    assert rows[2] == "| none (the lecture) | 4.000 (4.000-4.000) | 128 | 1.00x |"
+    assert rows[2] == "| none (the lecture) | 4.000 (4.000-4.000) | 128 | 1.00x | 6,400 |"
     assert rows[3].startswith(f"| + rmsnorm | {result['val'][2]:.3f} (") and rows[3].endswith(
-        f"| {result['ms'] / 10.0:.2f}x |") and len(rows) == 4
+        f"| {result['ms'] / 10.0:.2f}x | {64 / result['ms'] * 1e3:,.0f} |") and len(rows) == 4
