@@ -57,9 +57,9 @@ class Run:
         return self.output.read()
 
 
-def train(launcher, log_dir, *flags, data, total, output=None):
+def train(launcher, log_dir, *flags, data, total, output=None, script=TRAIN):
     command, _ = LAUNCHERS[launcher]
-    return Run([*command, TRAIN, "--data", data, "--log_dir", str(log_dir),
+    return Run([*command, script, "--data", data, "--log_dir", str(log_dir),
                 *tiny_flags(total_batch_size=total, max_steps=30, eval_interval=10, checkpoint_interval=1000,
                             sample_interval=1000), *flags], cwd=ROOT, output=output)
 
@@ -112,6 +112,22 @@ def test_a_signal_stops_the_run_at_its_step_with_a_checkpoint_and_resume_goes_on
     assert rc == 0, out[-3000:]
     assert lines(tmp_path, "train") == lines(uninterrupted[launcher], "train")  # every step's loss, to the 6th digit
     assert lines(tmp_path, "val") == lines(uninterrupted[launcher], "val")  # the stop evaluated nothing of its own
+
+
+def test_ctrl_c_stops_a_run_with_every_modern_idea_and_resume_goes_on_as_if_never_stopped(shakespeare, tmp_path):
+    # modern_gpt.py runs train_gpt2.py's loop: its stop keeps Muon's momentum and the WSD schedule's place too.
+    modern = dict(data=shakespeare, total=256, script=os.path.join(ROOT, "modern_gpt.py"))
+    rc, out = train("one process", tmp_path / "straight", "--ideas", "all", **modern).finish()
+    assert rc == 0, out[-3000:]
+    run = train("one process", tmp_path / "stopped", "--ideas", "all", **modern)
+    run.wait_until(lambda: trained_steps(tmp_path / "stopped") >= 6)
+    run.process.send_signal(signal.SIGINT)
+    rc, out = run.finish()
+    assert rc == 128 + signal.SIGINT and "stopped by SIGINT after step" in out, out[-3000:]
+    assert trained_steps(tmp_path / "stopped") < 30
+    rc, out = train("one process", tmp_path / "stopped", "--ideas", "all", "--resume", "auto", **modern).finish()
+    assert rc == 0, out[-3000:]
+    assert lines(tmp_path / "stopped", "train") == lines(tmp_path / "straight", "train")
 
 
 def test_a_hang_up_stops_the_run_with_a_checkpoint_though_its_terminal_is_gone(uninterrupted, shakespeare, tmp_path):
