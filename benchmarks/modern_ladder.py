@@ -14,7 +14,7 @@ seeds, each in a process of its own. Per configuration it prints:
 The runs go seed by seed through every configuration, so that a drift of the machine's speed spreads over all; the
 results are kept in --out as they come, so that a run stopped part way goes on where it stopped.
 
-    python benchmarks/modern_ladder.py                  # 24 configurations x 3 seeds: about an hour on 2 cores
+    python benchmarks/modern_ladder.py                  # 24 configurations x 3 seeds: about 80 minutes on 2 cores
     python benchmarks/modern_ladder.py --quick          # 2 steps of a tiny model per run, to try the script
     python benchmarks/modern_ladder.py --gpu            # on a GPU: GPT-2 (124M) with and without the ideas
 """

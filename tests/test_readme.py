@@ -101,7 +101,7 @@ def test_the_readme_links_the_history_and_stays_short():
     text = readme()
     assert "(docs/HISTORY.md)" in text and "## Errata" not in text
     assert "## Errata" in readme(DOCS[1]) and "**Part 1:" in readme(DOCS[1])
-    assert len(text.splitlines()) <= 220
+    assert len(text.splitlines()) <= 310  # (the speedrun's table and map rows: issue 29)
 
 
 def test_the_quick_start_is_one_command_that_train_gpt2_accepts():
@@ -134,3 +134,15 @@ def test_the_versions_table_names_the_floor_and_ci_s_torch():
     assert versions[0] in (floor, floor + ".0")
     assert (pinned, "CPU") in rows
     assert versions == sorted(versions, key=lambda v: tuple(map(int, v.split("."))))
+
+
+def test_the_map_goes_on_with_a_row_per_idea_of_modern_gpt_in_its_order_with_its_record_and_a_measured_effect():
+    import modern_gpt
+    rows = re.findall(r"^\| after the video \| `--ideas (\w+)` \(speedrun records? (\d+)[^|]*\| `[0-9a-f]{7}` [^|]+\|"
+                      r"[^|]+\| added: val [+-]\d\.\d{3}, time \d\.\d\dx; left out of all: val [+-]\d\.\d{3} \|$",
+                      readme(), re.MULTILINE)
+    assert rows == [(name, str(record)) for name, (record, _, _) in modern_gpt.IDEAS.items()]
+    # The ladder's table: the lecture, then each idea added, then each left out.
+    table = re.findall(r"^\| (none \(the lecture\)|\+ \w+|all but \w+)[^|]*\| \d\.\d{3} \(", readme(), re.MULTILINE)
+    ideas = list(modern_gpt.IDEAS)
+    assert table == ["none (the lecture)", *[f"+ {n}" for n in ideas], *[f"all but {n}" for n in ideas[:-1]]]
